@@ -1,0 +1,22 @@
+"""Chatman: self-hosted conversational WhatsApp campaigns."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from chatman.config import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from chatman import cli, health
+    from chatman.api import init_api
+    from chatman.extensions import init_extensions
+
+    settings = settings or load_settings()
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=512 * 1024 * 1024)
+    init_extensions(app, settings)
+    app.register_blueprint(health.bp)
+    init_api(app)
+    cli.init_cli(app)
+    return app

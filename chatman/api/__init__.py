@@ -1,0 +1,87 @@
+"""REST API under /api/v1 (flask-smorest): bearer-token auth, one JSON error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, send_from_directory
+from flask_smorest import Api
+from swagger_ui_bundle import swagger_ui_path
+
+from chatman.errors import Conflict, DomainError, Invalid, NotFound
+
+PREFIX = "/api/v1"
+STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
+
+
+def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
+    if isinstance(errors, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in errors.items():
+            # Body fields are named plainly; query and form fields keep their location.
+            name = "" if key == "json" and not prefix else f"{prefix}.{key}" if prefix else str(key)
+            flat.update(_flatten(value, name))
+        return flat
+    if isinstance(errors, list) and all(isinstance(e, str) for e in errors):
+        return {prefix or "_": errors}
+    if isinstance(errors, list):
+        flat = {}
+        for i, item in enumerate(errors):
+            flat.update(_flatten(item, f"{prefix}[{i}]"))
+        return flat
+    return {prefix or "_": [str(errors)]}
+
+
+class ChatmanApi(Api):
+    def handle_http_exception(self, error):
+        payload, code, headers = super().handle_http_exception(error)
+        if "errors" in payload:
+            payload["errors"] = _flatten(payload["errors"])
+            payload.setdefault(
+                "message",
+                "; ".join(f"{field}: {', '.join(reasons)}" for field, reasons in payload["errors"].items()),
+            )
+        else:
+            payload.setdefault("message", error.description)
+        return payload, code, headers
+
+
+def handle_domain_error(error: DomainError):
+    code = next((c for cls, c in STATUS.items() if isinstance(error, cls)), 400)
+    payload = {"code": code, "message": error.message}
+    if error.errors:
+        payload["errors"] = error.errors
+    return payload, code
+
+
+def init_api(app: Flask) -> Api:
+    from chatman.api import contacts, segments
+
+    app.config.update(
+        API_TITLE="Chatman API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        # Served from the installed swagger-ui-bundle, so the docs work offline.
+        OPENAPI_SWAGGER_UI_URL=f"{PREFIX}/docs/assets/",
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearerAuth": []}],
+            "info": {
+                "description": "Contacts, segments and imports. Send `Authorization: "
+                "Bearer <token>`; create one with `flask tokens create NAME`."
+            },
+        },
+    )
+    api = ChatmanApi(app)
+    for blueprint in (contacts.blp, segments.blp):
+        api.register_blueprint(blueprint, url_prefix=f"{PREFIX}{blueprint.url_prefix or ''}")
+    app.register_error_handler(DomainError, handle_domain_error)
+
+    @app.get(f"{PREFIX}/docs/assets/<path:filename>")
+    def swagger_assets(filename: str):
+        return send_from_directory(str(swagger_ui_path), filename)
+
+    return api

@@ -1,0 +1,1 @@
+"""Marketers' logins and API tokens."""

@@ -1,0 +1,172 @@
+"""`flask` commands: contacts import, tokens, users, demo data, worker, clock."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import BinaryIO
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from flask_migrate import Migrate
+
+from chatman.auth import accounts
+from chatman.contacts.csv_import import ImportReport, import_contacts
+from chatman.errors import DomainError
+from chatman.extensions import database, redis_client, settings
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+contacts_cli = AppGroup("contacts", help="Contacts: import from CSV.")
+tokens_cli = AppGroup("tokens", help="API bearer tokens.")
+users_cli = AppGroup("users", help="Admin UI users.")
+demo_cli = AppGroup("demo", help="Demo data.")
+
+
+def _fail(error: DomainError) -> click.ClickException:
+    details = "".join(
+        f"\n  {f}: {', '.join(r)}" for f, r in error.errors.items() if not error.message.startswith(f"{f}:")
+    )
+    return click.ClickException(error.message + details)
+
+
+@contacts_cli.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--mapping", help='JSON object column -> target, e.g. \'{"Mobile": "phone"}\'')
+@click.option("--show-errors", default=50, show_default=True, help="rejected rows to print")
+def import_command(file, mapping: str | None, show_errors: int) -> None:
+    """Import contacts from a UTF-8 CSV FILE ('-' for standard input)."""
+    try:
+        parsed = json.loads(mapping) if mapping else None
+    except ValueError:
+        raise click.BadParameter("must be a JSON object", param_hint="--mapping") from None
+    with ExitStack() as stack:
+        if not file.seekable():  # standard input: both import passes need to rewind
+            spool = stack.enter_context(tempfile.TemporaryFile())
+            shutil.copyfileobj(file, spool)
+            spool.seek(0)
+            file = spool
+        report = _import_with_progress(file, parsed)
+    for name, type_ in report.new_attributes.items():
+        click.echo(f"new attribute {name} ({type_})")
+    for error in report.errors[:show_errors]:
+        where = f"column {error.column}, " if error.column else ""
+        click.echo(f"row {error.row}: {where}value {error.value!r}: {error.reason}", err=True)
+    if report.failed > show_errors:
+        click.echo(f"... and {report.failed - show_errors} more rejected rows", err=True)
+    click.echo(
+        f"{report.rows} rows: {report.created} created, {report.updated} updated, "
+        f"{report.merged} merged duplicates, {report.failed} rejected"
+    )
+
+
+def _import_with_progress(file: BinaryIO, mapping: dict | None) -> ImportReport:
+    size = os.fstat(file.fileno()).st_size
+    with (
+        database().session() as session,
+        click.progressbar(
+            length=size, label="Importing", file=sys.stderr, show_pos=False, show_percent=True
+        ) as bar,
+    ):
+        try:
+            return import_contacts(
+                session,
+                file,
+                default_region=settings().default_region,
+                mapping=mapping,
+                batch_size=settings().import_batch_size,
+                on_progress=bar.update,
+            )
+        except DomainError as error:
+            raise _fail(error) from None
+
+
+@tokens_cli.command("create")
+@click.argument("name")
+def token_create(name: str) -> None:
+    """Create an API token called NAME and print it (it is shown only once)."""
+    with database().session() as session:
+        try:
+            _, token = accounts.create_token(session, name)
+        except DomainError as error:
+            raise _fail(error) from None
+    click.echo(token)
+
+
+@tokens_cli.command("list")
+def token_list() -> None:
+    with database().session() as session:
+        for row in accounts.list_tokens(session):
+            state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+            used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+            click.echo(f"{row.name}\t{row.prefix}...\t{state}\tlast used {used}")
+
+
+@tokens_cli.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    with database().session() as session:
+        try:
+            accounts.revoke_token(session, name)
+        except DomainError as error:
+            raise _fail(error) from None
+    click.echo(f"revoked {name}")
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.password_option(help="prompted for when not given")
+def user_create(email: str, password: str) -> None:
+    """Create an admin UI user with e-mail EMAIL."""
+    with database().session() as session:
+        try:
+            user = accounts.create_user(session, email, password)
+        except DomainError as error:
+            raise _fail(error) from None
+    click.echo(f"created user {user.email}")
+
+
+@demo_cli.command("seed")
+@click.option("--if-empty", is_flag=True, help="do nothing when contacts already exist")
+def demo_seed(if_empty: bool) -> None:
+    """Load demo contacts, attributes and segments."""
+    from chatman.contacts.demo import seed_demo
+
+    with database().session() as session:
+        created = seed_demo(session, only_if_empty=if_empty)
+    click.echo(f"demo data: {created} contacts created" if created else "demo data: nothing to do")
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="exit when the queues are empty")
+def worker_command(burst: bool) -> None:
+    """Run an RQ worker (with its scheduler) on the Chatman queues."""
+    from chatman.jobs import run_worker
+
+    logging.basicConfig(level=logging.INFO)
+    run_worker(redis_client(), burst=burst)
+
+
+@click.command("clock")
+@click.option("--ticks", type=int, help="stop after this many ticks")
+def clock_command(ticks: int | None) -> None:
+    """Run the clock: every CLOCK_INTERVAL_S seconds, enqueue what has fallen due."""
+    from chatman import clock
+
+    logging.basicConfig(level=logging.INFO)
+    clock.run(redis_client(), [], settings().clock_interval_s, ticks=ticks)
+
+
+def init_cli(app: Flask) -> None:
+    Migrate(
+        app, app.extensions["chatman.db"], directory=str(MIGRATIONS), render_as_batch=True, compare_type=True
+    )
+    for command in (contacts_cli, tokens_cli, users_cli, demo_cli, worker_command, clock_command):
+        app.cli.add_command(command)

@@ -1,0 +1,87 @@
+"""Settings read from the environment, with defaults that run out of the box."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import phonenumbers
+
+
+def _default_database_url() -> str:
+    instance = Path(os.environ.get("CHATMAN_INSTANCE_DIR", Path.cwd() / "instance"))
+    return f"sqlite:///{instance.resolve() / 'chatman.db'}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Pick the psycopg 3 driver for plain postgres URLs (as Heroku-style hosts give them)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class SettingsError(ValueError):
+    """A setting has a value the application cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str = "dev-insecure-change-me"
+    public_base_url: str = "http://127.0.0.1:5000"
+    default_region: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_whatsapp_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base_url: str = "https://api.twilio.com"
+    clock_interval_s: float = 5.0
+    import_batch_size: int = 1000
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from `environ` (default: the process environment, after `.env`)."""
+    if environ is None:
+        from dotenv import load_dotenv
+
+        load_dotenv(override=False)
+        environ = dict(os.environ)
+
+    def get(name: str) -> str | None:
+        value = environ.get(name)
+        return value if value not in (None, "") else None
+
+    region = get("DEFAULT_REGION")
+    if region is not None:
+        region = region.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise SettingsError(
+                f"DEFAULT_REGION={region!r} is not a known ISO 3166 region code (e.g. IN, US, GB)"
+            )
+
+    def number(name: str, default: float, cast: type = float) -> float:
+        raw = get(name)
+        if raw is None:
+            return default
+        try:
+            return cast(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number") from None
+
+    return Settings(
+        database_url=normalise_database_url(get("DATABASE_URL") or _default_database_url()),
+        redis_url=get("REDIS_URL") or Settings.redis_url,
+        secret_key=get("SECRET_KEY") or Settings.secret_key,
+        public_base_url=(get("PUBLIC_BASE_URL") or Settings.public_base_url).rstrip("/"),
+        default_region=region,
+        twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
+        twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
+        twilio_whatsapp_from=get("TWILIO_WHATSAPP_FROM"),
+        twilio_messaging_service_sid=get("TWILIO_MESSAGING_SERVICE_SID"),
+        twilio_api_base_url=(get("TWILIO_API_BASE_URL") or Settings.twilio_api_base_url).rstrip("/"),
+        clock_interval_s=number("CLOCK_INTERVAL_S", Settings.clock_interval_s),
+        import_batch_size=int(number("IMPORT_BATCH_SIZE", Settings.import_batch_size, int)),
+    )

@@ -1,0 +1,364 @@
+"""Streamed CSV import of contacts: upsert on the canonical phone, a report of rejected rows.
+
+The file is read twice, never held in memory: a first pass checks that it is UTF-8 CSV with
+a phone column and infers the type of new attribute columns, so a malformed file fails
+before anything is written; the second pass upserts in batches, each committed, so an
+interrupted import keeps what it did and can simply be run again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chatman.contacts.attributes import attribute_types, define_attribute
+from chatman.contacts.fields import (
+    coerce_attribute,
+    normalise_phone,
+    validate_attribute_name,
+    validate_timezone,
+)
+from chatman.contacts.models import Contact
+from chatman.dialects import upsert
+from chatman.errors import Invalid
+from chatman.timeutils import utcnow
+
+MAX_REPORTED_ERRORS = 1000
+CORE_TARGETS = ("phone", "name", "timezone", "wa_id")
+ALIASES = {
+    "phone": {
+        "phone",
+        "phone_number",
+        "phonenumber",
+        "mobile",
+        "mobile_number",
+        "msisdn",
+        "whatsapp",
+        "whatsapp_number",
+        "wa_number",
+        "number",
+        "contact_number",
+        "cell",
+    },
+    "name": {"name", "full_name", "fullname", "contact_name", "customer_name"},
+    "timezone": {"timezone", "time_zone", "tz"},
+    "wa_id": {"wa_id", "waid"},
+}
+
+csv.field_size_limit(1 << 20)
+
+
+@dataclass
+class RowError:
+    row: int
+    column: str | None
+    value: str | None
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    failed: int = 0
+    # Rows repeating a phone met earlier in the same batch: merged into that row.
+    merged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    errors_truncated: bool = False
+    new_attributes: dict[str, str] = field(default_factory=dict)
+
+    def add_error(self, error: RowError) -> None:
+        self.failed += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(error)
+        else:
+            self.errors_truncated = True
+
+
+def _slug(header: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", header.strip().lower()).strip("_")
+
+
+def plan_columns(header: list[str], mapping: Mapping[str, str | None] | None) -> dict[str, str]:
+    """Map each used column to `phone`, `name`, `timezone`, `wa_id` or `attributes.<name>`."""
+    if not header or all(not h.strip() for h in header):
+        raise Invalid("file", "the file is empty: the first line must name the columns")
+    duplicates = {h for h in header if header.count(h) > 1}
+    if duplicates:
+        raise Invalid("file", f"column {sorted(duplicates)[0]!r} appears twice in the header")
+    plan: dict[str, str] = {}
+    errors: dict[str, list[str]] = {}
+    mapping = dict(mapping or {})
+    for column in mapping:
+        if column not in header:
+            errors[f"mapping.{column}"] = ["no such column in the file"]
+    for column in header:
+        if column in mapping:
+            target = mapping[column]
+            if target is None or target == "":
+                continue
+            if target in CORE_TARGETS:
+                plan[column] = target
+            elif target.startswith("attributes."):
+                try:
+                    validate_attribute_name(target[len("attributes.") :], f"mapping.{column}")
+                    plan[column] = target
+                except Invalid as exc:
+                    errors.update(exc.errors)
+            else:
+                errors[f"mapping.{column}"] = [
+                    f"unknown target {target!r}; one of {', '.join(CORE_TARGETS)}, "
+                    "attributes.<name>, or null to skip the column"
+                ]
+            continue
+        slug = _slug(column)
+        if not slug:
+            continue
+        core = next((t for t, names in ALIASES.items() if slug in names), None)
+        if core is not None and core not in plan.values():
+            plan[column] = core
+            continue
+        try:
+            validate_attribute_name(slug, f"mapping.{column}")
+        except Invalid:
+            errors[f"mapping.{column}"] = [
+                f"column {column!r} does not make an attribute name; map it to "
+                "attributes.<name> or to null to skip it"
+            ]
+            continue
+        plan[column] = f"attributes.{slug}"
+    targets = list(plan.values())
+    for target in set(targets):
+        if targets.count(target) > 1:
+            errors.setdefault("mapping", []).append(f"two columns map to {target}")
+    if "phone" not in targets and not errors:
+        raise Invalid(
+            "file",
+            f"no phone column: the header has {', '.join(repr(h) for h in header)}; name one "
+            "column phone (or mobile, whatsapp, ...) or map it with mapping",
+        )
+    if errors:
+        raise Invalid.many(errors)
+    return plan
+
+
+def _infer_type(values: set[str]) -> str:
+    def all_parse(parse: Callable[[str], Any]) -> bool:
+        try:
+            for v in values:
+                parse(v)
+        except ValueError:
+            return False
+        return True
+
+    if not values:
+        return "string"
+    if all(v.lower() in ("true", "false", "yes", "no") for v in values):
+        return "boolean"
+    if all_parse(lambda v: float(v.replace(",", "")) if re.fullmatch(r"-?[\d,]*\.?\d+", v) else int("x")):
+        return "number"
+    if all_parse(lambda v: date.fromisoformat(v) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) else int("x")):
+        return "date"
+    return "string"
+
+
+class _CountingReader(io.RawIOBase):
+    """A binary reader that reports how many bytes have been consumed."""
+
+    def __init__(self, raw: IO[bytes], on_bytes: Callable[[int], None] | None) -> None:
+        self.raw = raw
+        self.on_bytes = on_bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        if self.on_bytes and n:
+            self.on_bytes(n)
+        return n
+
+
+def _records(
+    binfile: IO[bytes], on_bytes: Callable[[int], None] | None = None
+) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    text = io.TextIOWrapper(
+        io.BufferedReader(_CountingReader(binfile, on_bytes), 1 << 16),
+        encoding="utf-8-sig",
+        newline="",
+    )
+    sample = text.read(1 << 16)
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(_chain(sample, text), dialect)
+    try:
+        header = next(reader)
+    except StopIteration:
+        header = []
+    header = [h.strip() for h in header]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        yield from enumerate(reader, start=2)
+
+    return header, rows()
+
+
+def _chain(sample: str, rest: IO[str]) -> Iterator[str]:
+    yield from io.StringIO(sample + rest.readline())
+    yield from rest
+
+
+def scan(
+    binfile: IO[bytes], mapping: Mapping[str, str | None] | None, known_types: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str], int]:
+    """First pass: the column plan, types for new attributes, and the number of data rows."""
+    values: dict[str, set[str]] = {}
+    rows = 0
+    try:
+        header, records = _records(binfile)
+        plan = plan_columns(header, mapping)
+        new_attrs = {
+            c: t[len("attributes.") :]
+            for c, t in plan.items()
+            if t.startswith("attributes.") and t[len("attributes.") :] not in known_types
+        }
+        index = {c: header.index(c) for c in new_attrs}
+        for _, record in records:
+            rows += 1
+            for column, i in index.items():
+                if i < len(record) and record[i].strip() and len(values.setdefault(column, set())) < 5000:
+                    values[column].add(record[i].strip())
+    except UnicodeDecodeError:
+        raise Invalid(
+            "file", f"the file is not UTF-8 text (stopped near data row {rows + 1}); save it as 'CSV UTF-8'"
+        ) from None
+    except csv.Error as exc:
+        raise Invalid("file", f"the file is not valid CSV near data row {rows + 1}: {exc}") from None
+    types = {name: _infer_type(values.get(column, set())) for column, name in new_attrs.items()}
+    return plan, types, rows
+
+
+def import_contacts(
+    session: Session,
+    binfile: IO[bytes],
+    *,
+    default_region: str | None,
+    mapping: Mapping[str, str | None] | None = None,
+    batch_size: int = 1000,
+    on_progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
+    """Import contacts from a seekable binary CSV file, committing every `batch_size` rows.
+
+    `on_progress` receives the number of bytes consumed since its last call.
+    """
+    now = now or utcnow()
+    types = attribute_types(session)
+    plan, new_types, _ = scan(binfile, mapping, types)
+    binfile.seek(0)
+    report = ImportReport(new_attributes=new_types)
+    for name, type_ in new_types.items():
+        define_attribute(session, name, type_)
+        types[name] = type_
+    session.commit()
+
+    header, records = _records(binfile, on_progress)
+    columns = [(header.index(c), c, t) for c, t in plan.items()]
+    batch: dict[str, dict[str, Any]] = {}
+    try:
+        for number, record in records:
+            if not any(cell.strip() for cell in record):
+                continue
+            report.rows += 1
+            row = _parse_row(number, record, len(header), columns, types, default_region, report)
+            if row is None:
+                continue
+            row["created_at"] = row["updated_at"] = now
+            previous = batch.get(row["phone"])
+            if previous is not None:
+                report.merged += 1
+                row["attributes"] = {**previous["attributes"], **row["attributes"]}
+                for key in ("name", "timezone", "wa_id"):
+                    row[key] = row[key] if row[key] is not None else previous[key]
+            batch[row["phone"]] = row
+            if len(batch) >= batch_size:
+                _flush(session, batch, report)
+    except UnicodeDecodeError:  # the file changed between the two passes
+        raise Invalid("file", "the file is not UTF-8 text") from None
+    _flush(session, batch, report)
+    return report
+
+
+def _parse_row(
+    number: int,
+    record: list[str],
+    width: int,
+    columns: list[tuple[int, str, str]],
+    types: dict[str, str],
+    default_region: str | None,
+    report: ImportReport,
+) -> dict[str, Any] | None:
+    if len(record) > width and any(cell.strip() for cell in record[width:]):
+        report.add_error(
+            RowError(number, None, None, f"row has {len(record)} fields but the header has {width}")
+        )
+        return None
+    row: dict[str, Any] = {
+        "phone": None,
+        "name": None,
+        "timezone": None,
+        "wa_id": None,
+        "attributes": {},
+        "dnd": False,
+    }
+    for index, column, target in columns:
+        cell = record[index].strip() if index < len(record) else ""
+        try:
+            if target == "phone":
+                row["phone"] = normalise_phone(cell, default_region, column)
+            elif not cell:
+                continue
+            elif target == "timezone":
+                row["timezone"] = validate_timezone(cell, column)
+            elif target in ("name", "wa_id"):
+                row[target] = cell
+            else:
+                name = target[len("attributes.") :]
+                row["attributes"][name] = coerce_attribute(cell, types[name], column)
+        except Invalid as exc:
+            report.add_error(RowError(number, column, cell, exc.reason))
+            return None
+    return row
+
+
+def _flush(session: Session, batch: dict[str, dict[str, Any]], report: ImportReport) -> None:
+    if not batch:
+        return
+    phones = list(batch)
+    existing = set(session.scalars(select(Contact.phone).where(Contact.phone.in_(phones))))
+    upsert(
+        session,
+        Contact,
+        list(batch.values()),
+        ["phone"],
+        keep_existing=("name", "timezone", "wa_id"),
+        merge_json=("attributes",),
+        overwrite=("updated_at",),
+    )
+    session.commit()
+    report.updated += len(existing)
+    report.created += len(batch) - len(existing)
+    batch.clear()

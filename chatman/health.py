@@ -1,0 +1,39 @@
+"""GET /healthz: can this process reach the database and Redis?"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from chatman.clock import last_tick
+from chatman.extensions import database, redis_client
+from chatman.jobs import worker_count
+from chatman.timeutils import utcnow
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    checks: dict[str, str] = {}
+    info: dict[str, object] = {}
+    try:
+        with database().engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except SQLAlchemyError as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        connection = redis_client()
+        connection.ping()
+        checks["redis"] = "ok"
+        # Informational: a missing worker or clock degrades work, not this process.
+        info["workers"] = worker_count(connection)
+        tick = last_tick(connection)
+        info["clock_last_tick_s"] = round((utcnow() - tick).total_seconds(), 1) if tick else None
+    except RedisError as exc:
+        checks["redis"] = f"error: {exc.__class__.__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return {"status": "ok" if healthy else "unavailable", **checks, **info}, 200 if healthy else 503
