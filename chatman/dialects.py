@@ -27,7 +27,9 @@ def insert_ignore(
         return 0
     stmt, _ = _insert(session, model)
     stmt = stmt.values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
-    return session.execute(stmt).rowcount
+    # rowcount of a multi-row INSERT is not reliable across drivers; RETURNING is.
+    key = model.__table__.c[conflict_columns[0]]
+    return len(session.execute(stmt.returning(key)).all())
 
 
 def json_merge(dialect: str, current, patch):

@@ -1,0 +1,158 @@
+"""Fixtures on real parts: SQLite and PostgreSQL (every DB test runs on both), and Redis.
+
+Each backend's schema is built once per run by the Alembic migrations; each test then
+starts from empty tables (truncation, so that other processes see the same state).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from redis import Redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+import chatman.models  # noqa: F401
+from chatman import create_app
+from chatman.auth.accounts import create_token
+from chatman.config import Settings, normalise_database_url
+from chatman.db import Base
+
+BACKENDS = [b.strip() for b in os.environ.get("CHATMAN_TEST_BACKENDS", "sqlite,postgresql").split(",")]
+PG_URL = normalise_database_url(
+    os.environ.get("TEST_DATABASE_URL", "postgresql://postgres:postgres@127.0.0.1:5432/test")
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def database_url(backend: str, tmp_dir) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_dir / 'chatman-test.db'}"
+    if backend == "postgresql":
+        return PG_URL
+    raise pytest.UsageError(f"unknown backend {backend!r} in CHATMAN_TEST_BACKENDS")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def app(backend: str, tmp_path_factory) -> Iterator[Flask]:
+    import flask_migrate
+
+    settings = Settings(
+        database_url=database_url(backend, tmp_path_factory.mktemp(backend)),
+        redis_url=REDIS_URL,
+        secret_key="test",
+        public_base_url="http://testserver",
+    )
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    db = app.extensions["chatman.db"]
+    with app.app_context():
+        # Start from nothing, whatever an earlier run left, then build the schema the way
+        # production does: through the migrations.
+        with db.engine.begin() as conn:
+            Base.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        flask_migrate.upgrade()
+    yield app
+    db.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request) -> Iterator[None]:
+    yield
+    if "app" not in request.fixturenames:
+        return
+    app: Flask = request.getfixturevalue("app")
+    db = app.extensions["chatman.db"]
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    with app.extensions["chatman.db"].sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis]:
+    connection = Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+@pytest.fixture
+def client(app: Flask):
+    return app.test_client()
+
+
+@pytest.fixture
+def token(app: Flask) -> str:
+    with app.extensions["chatman.db"].session() as session:
+        _, secret = create_token(session, "tests")
+    return secret
+
+
+@pytest.fixture
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def set_region(app: Flask):
+    """Run a test with DEFAULT_REGION set (settings are immutable, so swap them)."""
+    from dataclasses import replace
+
+    original = app.extensions["chatman.settings"]
+
+    def apply(region: str | None) -> None:
+        app.extensions["chatman.settings"] = replace(original, default_region=region)
+
+    yield apply
+    app.extensions["chatman.settings"] = original
+
+
+# A line per backend in the summary, so a run shows what ran on SQLite and on PostgreSQL.
+_backend_of: dict[str, str] = {}
+_tally: dict[str, Counter] = {}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "backend" in callspec.params:
+            _backend_of[item.nodeid] = callspec.params["backend"]
+
+
+def pytest_runtest_logreport(report) -> None:
+    backend = _backend_of.get(report.nodeid, "no database")
+    if report.when == "call":
+        _tally.setdefault(backend, Counter())[report.outcome] += 1
+    elif report.outcome == "failed":
+        _tally.setdefault(backend, Counter())["error"] += 1
+    elif report.outcome == "skipped":
+        _tally.setdefault(backend, Counter())["skipped"] += 1
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _tally:
+        return
+    terminalreporter.section("tests per backend")
+    for backend, counts in sorted(_tally.items()):
+        parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        terminalreporter.write_line(f"{backend}: {parts}")
