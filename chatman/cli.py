@@ -68,7 +68,8 @@ def import_command(file, mapping: str | None, show_errors: int) -> None:
 
 
 def _import_with_progress(file: BinaryIO, mapping: dict | None) -> ImportReport:
-    size = os.fstat(file.fileno()).st_size
+    size = file.seek(0, os.SEEK_END)
+    file.seek(0)
     with (
         database().session() as session,
         click.progressbar(

@@ -42,12 +42,14 @@ def test_import_upserts_existing_contacts_and_merges_attributes(session):
 
 
 def test_rejected_rows_are_reported_with_row_value_and_reason(session):
-    csv = ("phone,name,timezone,age\n"
-           "+919820012345,A,Asia/Kolkata,31\n"
-           "12345,B,,\n"
-           "+919820012347,C,Mars/Base,\n"
-           "+919820012348,D,,40\n"
-           "+919820012349,E,,forty\n")
+    csv = (
+        "phone,name,timezone,age\n"
+        "+919820012345,A,Asia/Kolkata,31\n"
+        "12345,B,,\n"
+        "+919820012347,C,Mars/Base,\n"
+        "+919820012348,D,,40\n"
+        "+919820012349,E,,forty\n"
+    )
     report = run(session, csv)
     got = [(e.row, e.column, e.value) for e in report.errors]
     assert got == [(3, "phone", "12345"), (4, "timezone", "Mars/Base")]
@@ -56,11 +58,18 @@ def test_rejected_rows_are_reported_with_row_value_and_reason(session):
 
 
 def test_new_attribute_columns_get_a_type_from_their_values(session):
-    csv = ("phone,orders,vip,signup,notes\n"
-           "+919820012345,3,yes,2024-01-31,hi\n"
-           "+919820012346,12,no,2023-12-01,42\n")
+    csv = (
+        "phone,orders,vip,signup,notes\n"
+        "+919820012345,3,yes,2024-01-31,hi\n"
+        "+919820012346,12,no,2023-12-01,42\n"
+    )
     report = run(session, csv)
-    assert report.new_attributes == {"orders": "number", "vip": "boolean", "signup": "date", "notes": "string"}
+    assert report.new_attributes == {
+        "orders": "number",
+        "vip": "boolean",
+        "signup": "date",
+        "notes": "string",
+    }
     assert attribute_types(session)["orders"] == "number"
     person = contacts(session)["+919820012346"]
     assert person.attributes == {"orders": 12, "vip": False, "signup": "2023-12-01", "notes": "42"}
@@ -75,8 +84,12 @@ def test_values_are_checked_against_declared_types(session):
 
 def test_mapping_renames_and_skips_columns(session):
     csv = "Cell No,Customer,Secret\n9820012345,Asha,x\n"
-    report = run(session, csv, default_region="IN",
-                 mapping={"Cell No": "phone", "Customer": "attributes.customer", "Secret": None})
+    report = run(
+        session,
+        csv,
+        default_region="IN",
+        mapping={"Cell No": "phone", "Customer": "attributes.customer", "Secret": None},
+    )
     assert report.created == 1
     assert contacts(session)["+919820012345"].attributes == {"customer": "Asha"}
 
@@ -97,8 +110,10 @@ def test_large_file_imports_in_batches_with_progress(session):
 
 
 def nothing_written(session) -> bool:
-    return (session.scalar(select(func.count()).select_from(Contact)) == 0
-            and session.scalar(select(func.count()).select_from(AttributeDefinition)) == 0)
+    return (
+        session.scalar(select(func.count()).select_from(Contact)) == 0
+        and session.scalar(select(func.count()).select_from(AttributeDefinition)) == 0
+    )
 
 
 def test_file_without_phone_column_fails_before_writing(session):

@@ -59,8 +59,15 @@ def test_attribute_values_are_coerced_to_their_declared_type(value, type_, store
 
 @pytest.mark.parametrize(
     ("value", "type_"),
-    [("abc", "number"), (True, "number"), ("maybe", "boolean"), ("2024-02-30", "date"),
-     (20240101, "date"), (float("nan"), "number"), ([1], "string")],
+    [
+        ("abc", "number"),
+        (True, "number"),
+        ("maybe", "boolean"),
+        ("2024-02-30", "date"),
+        (20240101, "date"),
+        (float("nan"), "number"),
+        ([1], "string"),
+    ],
 )
 def test_attribute_values_of_the_wrong_type_are_refused(value, type_):
     with pytest.raises(Invalid) as err:

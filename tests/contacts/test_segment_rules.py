@@ -3,7 +3,7 @@ plain-Python reading of the documented semantics does."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +16,7 @@ from chatman.contacts.segment_rules import compile_rules
 from chatman.errors import Invalid
 from tests.factories import define, make_contact
 
-NOW = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 CITIES = ["Pune", "Mumbai", "Navi Mumbai", "pune", "Delhi"]
 NAMES = ["Asha Rao", "Ravi", "Ravindra K", "Zoe", None]
 
@@ -34,13 +34,15 @@ def _people():
             attrs["vip"] = i % 2 == 0
         if i % 6 != 3:
             attrs["joined"] = (date(2026, 6, 15) - timedelta(days=[0, 1, 7, 8, 30, 400][i % 6])).isoformat()
-        people.append({
-            "name": NAMES[i % len(NAMES)],
-            "attributes": attrs,
-            "dnd": i % 7 == 0,
-            "created_at": NOW - timedelta(days=i * 3, hours=i),
-            "last_inbound_at": None if i % 2 else NOW - timedelta(hours=i * 20),
-        })
+        people.append(
+            {
+                "name": NAMES[i % len(NAMES)],
+                "attributes": attrs,
+                "dnd": i % 7 == 0,
+                "created_at": NOW - timedelta(days=i * 3, hours=i),
+                "last_inbound_at": None if i % 2 else NOW - timedelta(hours=i * 20),
+            }
+        )
     return people
 
 
@@ -49,8 +51,9 @@ def people(session):
     define(session, city="string", age="number", vip="boolean", joined="date")
     rows = []
     for person in _people():
-        contact = make_contact(session, name=person["name"], attributes=person["attributes"],
-                               dnd=person["dnd"])
+        contact = make_contact(
+            session, name=person["name"], attributes=person["attributes"], dnd=person["dnd"]
+        )
         contact.created_at = person["created_at"]
         contact.last_inbound_at = person["last_inbound_at"]
         session.commit()
@@ -58,9 +61,16 @@ def people(session):
     return rows
 
 
-FIELD_TYPES = {"attributes.city": "string", "attributes.age": "number", "attributes.vip": "boolean",
-               "attributes.joined": "date", "name": "string", "dnd": "boolean",
-               "created_at": "datetime", "last_inbound_at": "datetime"}
+FIELD_TYPES = {
+    "attributes.city": "string",
+    "attributes.age": "number",
+    "attributes.vip": "boolean",
+    "attributes.joined": "date",
+    "name": "string",
+    "dnd": "boolean",
+    "created_at": "datetime",
+    "last_inbound_at": "datetime",
+}
 
 
 def _value_of(person, field):
@@ -71,7 +81,7 @@ def _value_of(person, field):
 
 def _as_dt(text):
     parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def oracle(node, person) -> bool:
@@ -127,38 +137,70 @@ def _datetimes():
 
 
 CONDITIONS = st.one_of(
-    st.builds(lambda op, v: {"field": "attributes.city", "op": op, "value": v},
-              st.sampled_from(["eq", "neq", "contains", "not_contains", "starts_with", "ends_with"]),
-              st.sampled_from(CITIES + ["mum", "UNE", "x"])),
-    st.builds(lambda op, v: {"field": "attributes.city", "op": op, "value": v},
-              st.sampled_from(["in", "not_in"]), st.lists(st.sampled_from(CITIES), min_size=1, max_size=3)),
-    st.builds(lambda op, v: {"field": "attributes.age", "op": op, "value": v},
-              st.sampled_from(["eq", "neq", "gt", "gte", "lt", "lte"]),
-              st.sampled_from([17, 18, 30, 30.5, 40, 65])),
-    st.builds(lambda op, v: {"field": "attributes.age", "op": op, "value": v},
-              st.sampled_from(["in", "not_in"]), st.lists(st.sampled_from([18, 30, 65]), min_size=1)),
+    st.builds(
+        lambda op, v: {"field": "attributes.city", "op": op, "value": v},
+        st.sampled_from(["eq", "neq", "contains", "not_contains", "starts_with", "ends_with"]),
+        st.sampled_from(CITIES + ["mum", "UNE", "x"]),
+    ),
+    st.builds(
+        lambda op, v: {"field": "attributes.city", "op": op, "value": v},
+        st.sampled_from(["in", "not_in"]),
+        st.lists(st.sampled_from(CITIES), min_size=1, max_size=3),
+    ),
+    st.builds(
+        lambda op, v: {"field": "attributes.age", "op": op, "value": v},
+        st.sampled_from(["eq", "neq", "gt", "gte", "lt", "lte"]),
+        st.sampled_from([17, 18, 30, 30.5, 40, 65]),
+    ),
+    st.builds(
+        lambda op, v: {"field": "attributes.age", "op": op, "value": v},
+        st.sampled_from(["in", "not_in"]),
+        st.lists(st.sampled_from([18, 30, 65]), min_size=1),
+    ),
     st.builds(lambda v: {"field": "attributes.vip", "op": "eq", "value": v}, st.booleans()),
     st.builds(lambda v: {"field": "dnd", "op": "eq", "value": v}, st.booleans()),
-    st.builds(lambda op, v: {"field": "attributes.joined", "op": op, "value": v},
-              st.sampled_from(["eq", "before", "after", "gte", "lte"]), _dates()),
-    st.builds(lambda f, v: {"field": f, "op": "within_last_days", "value": v},
-              st.sampled_from(["attributes.joined", "created_at", "last_inbound_at"]),
-              st.integers(0, 60)),
-    st.builds(lambda f, op, v: {"field": f, "op": op, "value": v},
-              st.sampled_from(["created_at", "last_inbound_at"]),
-              st.sampled_from(["before", "after", "gt", "lte"]), _datetimes()),
-    st.builds(lambda f, op: {"field": f, "op": op},
-              st.sampled_from(["attributes.city", "attributes.age", "attributes.vip", "attributes.joined",
-                               "name", "last_inbound_at"]),
-              st.sampled_from(["exists", "not_exists"])),
-    st.builds(lambda op, v: {"field": "name", "op": op, "value": v},
-              st.sampled_from(["contains", "starts_with", "neq", "eq"]), st.sampled_from(["ravi", "Zoe", "a"])),
+    st.builds(
+        lambda op, v: {"field": "attributes.joined", "op": op, "value": v},
+        st.sampled_from(["eq", "before", "after", "gte", "lte"]),
+        _dates(),
+    ),
+    st.builds(
+        lambda f, v: {"field": f, "op": "within_last_days", "value": v},
+        st.sampled_from(["attributes.joined", "created_at", "last_inbound_at"]),
+        st.integers(0, 60),
+    ),
+    st.builds(
+        lambda f, op, v: {"field": f, "op": op, "value": v},
+        st.sampled_from(["created_at", "last_inbound_at"]),
+        st.sampled_from(["before", "after", "gt", "lte"]),
+        _datetimes(),
+    ),
+    st.builds(
+        lambda f, op: {"field": f, "op": op},
+        st.sampled_from(
+            [
+                "attributes.city",
+                "attributes.age",
+                "attributes.vip",
+                "attributes.joined",
+                "name",
+                "last_inbound_at",
+            ]
+        ),
+        st.sampled_from(["exists", "not_exists"]),
+    ),
+    st.builds(
+        lambda op, v: {"field": "name", "op": op, "value": v},
+        st.sampled_from(["contains", "starts_with", "neq", "eq"]),
+        st.sampled_from(["ravi", "Zoe", "a"]),
+    ),
 )
 
 RULES = st.recursive(
     CONDITIONS,
-    lambda inner: st.builds(lambda k, items: {k: items}, st.sampled_from(["all", "any"]),
-                            st.lists(inner, min_size=1, max_size=4)),
+    lambda inner: st.builds(
+        lambda k, items: {k: items}, st.sampled_from(["all", "any"]), st.lists(inner, min_size=1, max_size=4)
+    ),
     max_leaves=8,
 ).map(lambda node: node if ("all" in node or "any" in node) else {"all": [node]})
 
@@ -173,15 +215,22 @@ def test_compiled_rules_select_what_the_documented_semantics_say(session, people
 
 
 def test_three_rule_segment_on_known_data(session, people):
-    rules = {"all": [
-        {"field": "attributes.city", "op": "in", "value": ["Pune", "Mumbai"]},
-        {"field": "attributes.age", "op": "gte", "value": 30},
-        {"field": "dnd", "op": "eq", "value": False},
-    ]}
+    rules = {
+        "all": [
+            {"field": "attributes.city", "op": "in", "value": ["Pune", "Mumbai"]},
+            {"field": "attributes.age", "op": "gte", "value": 30},
+            {"field": "dnd", "op": "eq", "value": False},
+        ]
+    }
     condition = compile_rules(rules, attribute_types(session), NOW)
     selected = set(session.scalars(select(Contact.id).where(condition)))
-    assert selected == {cid for cid, p in people if p["attributes"].get("city") in ("Pune", "Mumbai")
-                        and p["attributes"].get("age", 0) >= 30 and not p["dnd"]}
+    assert selected == {
+        cid
+        for cid, p in people
+        if p["attributes"].get("city") in ("Pune", "Mumbai")
+        and p["attributes"].get("age", 0) >= 30
+        and not p["dnd"]
+    }
     assert selected  # the data holds such contacts, so an empty result would be a bug
 
 
@@ -189,24 +238,49 @@ def test_three_rule_segment_on_known_data(session, people):
     ("rules", "path", "words"),
     [
         ({"all": [{"field": "name", "op": "equals", "value": "x"}]}, "rules.all[0].op", "unknown operator"),
-        ({"any": [{"field": "name", "op": "eq", "value": "x"},
-                  {"all": [{"field": "attributes.shoe", "op": "eq", "value": 1}]}]},
-         "rules.any[1].all[0].field", "unknown field"),
-        ({"all": [{"field": "attributes.age", "op": "contains", "value": "3"}]}, "rules.all[0].op",
-         "does not apply"),
-        ({"all": [{"field": "attributes.age", "op": "gt", "value": "thirty"}]}, "rules.all[0].value",
-         "must be a number"),
-        ({"all": [{"field": "attributes.city", "op": "in", "value": []}]}, "rules.all[0].value",
-         "non-empty list"),
-        ({"all": [{"field": "attributes.city", "op": "exists", "value": 1}]}, "rules.all[0].value",
-         "takes no value"),
+        (
+            {
+                "any": [
+                    {"field": "name", "op": "eq", "value": "x"},
+                    {"all": [{"field": "attributes.shoe", "op": "eq", "value": 1}]},
+                ]
+            },
+            "rules.any[1].all[0].field",
+            "unknown field",
+        ),
+        (
+            {"all": [{"field": "attributes.age", "op": "contains", "value": "3"}]},
+            "rules.all[0].op",
+            "does not apply",
+        ),
+        (
+            {"all": [{"field": "attributes.age", "op": "gt", "value": "thirty"}]},
+            "rules.all[0].value",
+            "must be a number",
+        ),
+        (
+            {"all": [{"field": "attributes.city", "op": "in", "value": []}]},
+            "rules.all[0].value",
+            "non-empty list",
+        ),
+        (
+            {"all": [{"field": "attributes.city", "op": "exists", "value": 1}]},
+            "rules.all[0].value",
+            "takes no value",
+        ),
         ({"all": []}, "rules.all", "non-empty"),
         ({"both": []}, "rules", '"all" or "any"'),
         ({"field": "name", "op": "eq", "value": "x"}, "rules", "top level is a group"),
-        ({"all": [{"field": "created_at", "op": "before", "value": "yesterday"}]}, "rules.all[0].value",
-         "ISO 8601"),
-        ({"all": [{"field": "attributes.joined", "op": "within_last_days", "value": -1}]},
-         "rules.all[0].value", "whole number"),
+        (
+            {"all": [{"field": "created_at", "op": "before", "value": "yesterday"}]},
+            "rules.all[0].value",
+            "ISO 8601",
+        ),
+        (
+            {"all": [{"field": "attributes.joined", "op": "within_last_days", "value": -1}]},
+            "rules.all[0].value",
+            "whole number",
+        ),
     ],
 )
 def test_bad_rules_are_refused_with_the_json_path_of_the_mistake(session, rules, path, words):

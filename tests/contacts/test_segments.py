@@ -15,11 +15,16 @@ def member_ids(session, segment_id):
 def test_static_segment_members_by_id_and_phone(session):
     a, b, c = (make_contact(session) for _ in range(3))
     seg = segments.create_segment(session, {"name": "vip", "kind": "static"})
-    change = segments.change_members(session, seg.id, "add", [a.id, 999_999],
-                                     [(0, b.phone), (1, "+919899999998"), (2, "oops")])
+    change = segments.change_members(
+        session, seg.id, "add", [a.id, 999_999], [(0, b.phone), (1, "+919899999998"), (2, "oops")]
+    )
     session.commit()
     assert change.changed == 2
-    assert {m.get("contact_id") or m.get("value") for m in change.not_found} == {999_999, "+919899999998", "oops"}
+    assert {m.get("contact_id") or m.get("value") for m in change.not_found} == {
+        999_999,
+        "+919899999998",
+        "oops",
+    }
     assert member_ids(session, seg.id) == {a.id, b.id}
     # adding again changes nothing; removing works by phone too
     assert segments.change_members(session, seg.id, "add", [a.id]).changed == 0
@@ -37,11 +42,16 @@ def test_include_and_exclude_other_segments(session):
     segments.add_members(session, blocked.id, [pune[0].id])
     extra = segments.create_segment(session, {"name": "extra", "kind": "static"})
     segments.add_members(session, extra.id, [delhi.id])
-    combined = segments.create_segment(session, {
-        "name": "pune minus blocked plus extra", "kind": "dynamic",
-        "rules": {"all": [{"field": "attributes.city", "op": "eq", "value": "Pune"}]},
-        "include_segments": [extra.id], "exclude_segments": [blocked.id],
-    })
+    combined = segments.create_segment(
+        session,
+        {
+            "name": "pune minus blocked plus extra",
+            "kind": "dynamic",
+            "rules": {"all": [{"field": "attributes.city", "op": "eq", "value": "Pune"}]},
+            "include_segments": [extra.id],
+            "exclude_segments": [blocked.id],
+        },
+    )
     session.commit()
     assert member_ids(session, combined.id) == {pune[1].id, pune[2].id, delhi.id}
     count, sample = segments.preview_segment(session, combined.id, sample_size=2)
@@ -70,8 +80,14 @@ def test_a_segment_used_by_another_cannot_be_deleted(session):
 def test_dynamic_segment_follows_contacts_as_they_change(session):
     define(session, orders="number")
     person = make_contact(session, attributes={"orders": 1})
-    seg = segments.create_segment(session, {"name": "loyal", "kind": "dynamic", "rules": {
-        "all": [{"field": "attributes.orders", "op": "gte", "value": 5}]}})
+    seg = segments.create_segment(
+        session,
+        {
+            "name": "loyal",
+            "kind": "dynamic",
+            "rules": {"all": [{"field": "attributes.orders", "op": "gte", "value": 5}]},
+        },
+    )
     session.commit()
     assert member_ids(session, seg.id) == set()
     person.attributes = {"orders": 7}
@@ -80,8 +96,10 @@ def test_dynamic_segment_follows_contacts_as_they_change(session):
 
 
 def test_members_cannot_be_added_to_a_dynamic_segment(session):
-    seg = segments.create_segment(session, {"name": "d", "kind": "dynamic", "rules": {
-        "all": [{"field": "dnd", "op": "eq", "value": False}]}})
+    seg = segments.create_segment(
+        session,
+        {"name": "d", "kind": "dynamic", "rules": {"all": [{"field": "dnd", "op": "eq", "value": False}]}},
+    )
     with pytest.raises(Invalid):
         segments.change_members(session, seg.id, "add", [1])
 
