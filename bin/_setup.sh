@@ -47,7 +47,8 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     say "installing Chatman and its dependencies ($extras)"
     "$PY" -m pip install -q --upgrade pip >/dev/null
-    "$PY" -m pip install -q -e "$ROOT[$extras]" || die "pip install failed"
+    "$PY" -m pip install -q -e "$ROOT[$extras]" >"$VENV/pip.log" 2>&1 \
+      || { tail -n 30 "$VENV/pip.log" >&2; die "pip install failed (log: .venv/pip.log)"; }
     echo "$digest" > "$stamp"
   fi
 }
