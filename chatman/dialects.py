@@ -1,21 +1,28 @@
-"""The few statements whose SQL differs between SQLite and PostgreSQL, both forms side by side."""
+"""The few statements whose SQL differs between SQLite and PostgreSQL, both forms side by side.
+
+Rows are passed as executemany parameters to one statement, not baked into a multi-VALUES
+statement: the statement then compiles once and is cached, which for a batch of a thousand
+rows is most of the cost.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import JSON, Column, MetaData, Table, func, literal, literal_column, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 
-def _insert(session: Session, model):
+def _insert(session: Session, table: Table):
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(model), dialect
+        return postgresql.insert(table), dialect
     if dialect == "sqlite":
-        return sqlite.insert(model), dialect
+        return sqlite.insert(table), dialect
     raise NotImplementedError(f"unsupported database {dialect}")
 
 
@@ -25,11 +32,12 @@ def insert_ignore(
     """INSERT rows, skipping those that collide on `conflict_columns`; returns rows inserted."""
     if not rows:
         return 0
-    stmt, _ = _insert(session, model)
-    stmt = stmt.values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
-    # rowcount of a multi-row INSERT is not reliable across drivers; RETURNING is.
-    key = model.__table__.c[conflict_columns[0]]
-    return len(session.execute(stmt.returning(key)).all())
+    table = model.__table__
+    stmt, _ = _insert(session, table)
+    stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict_columns))
+    # rowcount of a batched INSERT is not reliable across drivers; RETURNING is.
+    result = session.connection().execute(stmt.returning(table.c[conflict_columns[0]]), list(rows))
+    return len(result.all())
 
 
 def json_merge(dialect: str, current, patch):
@@ -43,23 +51,59 @@ def upsert(
     session: Session,
     model,
     rows: Sequence[Mapping[str, Any]],
-    conflict_columns: Sequence[str],
+    conflict_column: str,
+    constants: Mapping[str, Any] | None = None,
     keep_existing: Sequence[str] = (),
     merge_json: Sequence[str] = (),
     overwrite: Sequence[str] = (),
-) -> None:
-    """INSERT rows or update the row they collide with.
+) -> int:
+    """INSERT rows (all with the same keys) or update the row they collide with; returns
+    how many rows were inserted rather than updated.
 
-    On a collision, `keep_existing` columns take the new value only when it is not NULL,
-    `merge_json` columns merge the new object into the stored one, `overwrite` columns
-    take the new value.
+    `constants` are columns with one value for every row. On a collision, `keep_existing`
+    columns take the new value only when it is not NULL, `merge_json` columns merge the new
+    object into the stored one, `overwrite` columns take the new value.
     """
     if not rows:
-        return
-    stmt, dialect = _insert(session, model)
-    stmt = stmt.values(list(rows))
+        return 0
+    constants = dict(constants or {})
     table = model.__table__
+    stmt, dialect = _insert(session, table)
+    columns = list(rows[0])
+    if dialect == "postgresql":
+        # COPY into a temporary table, then one INSERT ... SELECT: building bind parameters
+        # for a thousand rows costs several times what the server needs to upsert them.
+        source = _copy_to_temp_table(session, table, columns, rows)
+        values = [source.c[name] for name in columns]
+        values += [literal(value, table.c[name].type) for name, value in constants.items()]
+        stmt = stmt.from_select([*columns, *constants], select(*values))
     set_ = {name: func.coalesce(stmt.excluded[name], table.c[name]) for name in keep_existing}
     set_ |= {name: json_merge(dialect, table.c[name], stmt.excluded[name]) for name in merge_json}
     set_ |= {name: stmt.excluded[name] for name in overwrite}
-    session.execute(stmt.on_conflict_do_update(index_elements=list(conflict_columns), set_=set_))
+    stmt = stmt.on_conflict_do_update(index_elements=[conflict_column], set_=set_)
+    if dialect == "postgresql":
+        # xmax is 0 on a freshly inserted row version and set on an updated one.
+        inserted = stmt.returning(literal_column("xmax = 0"))
+        return sum(1 for (fresh,) in session.execute(inserted) if fresh)
+    keys = [row[conflict_column] for row in rows]
+    existing = session.scalar(
+        select(func.count()).select_from(table).where(table.c[conflict_column].in_(keys))
+    )
+    session.connection().execute(stmt, [{**row, **constants} for row in rows])
+    return len(rows) - existing
+
+
+def _copy_to_temp_table(session: Session, table: Table, columns: list[str], rows) -> Table:
+    connection = session.connection()
+    dialect = connection.dialect
+    name = f"_upsert_{table.name}"
+    source = Table(name, MetaData(), *(Column(c, table.c[c].type) for c in columns))
+    ddl = ", ".join(f'"{c}" {table.c[c].type.compile(dialect)}' for c in columns)
+    # Emptied by the commit that follows each batch; a stale batch cannot leak into the next.
+    connection.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({ddl}) ON COMMIT DELETE ROWS"))
+    json_columns = {c for c in columns if isinstance(table.c[c].type, JSON | JSONB)}
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[c]) if c in json_columns else row[c] for c in columns])
+    return source

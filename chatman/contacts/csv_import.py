@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import IO, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatman.contacts.attributes import attribute_types, define_attribute
@@ -286,7 +285,6 @@ def import_contacts(
             row = _parse_row(number, record, len(header), columns, types, default_region, report)
             if row is None:
                 continue
-            row["created_at"] = row["updated_at"] = now
             previous = batch.get(row["phone"])
             if previous is not None:
                 report.merged += 1
@@ -295,10 +293,10 @@ def import_contacts(
                     row[key] = row[key] if row[key] is not None else previous[key]
             batch[row["phone"]] = row
             if len(batch) >= batch_size:
-                _flush(session, batch, report)
+                _flush(session, batch, report, now)
     except UnicodeDecodeError:  # the file changed between the two passes
         raise Invalid("file", "the file is not UTF-8 text") from None
-    _flush(session, batch, report)
+    _flush(session, batch, report, now)
     return report
 
 
@@ -316,14 +314,7 @@ def _parse_row(
             RowError(number, None, None, f"row has {len(record)} fields but the header has {width}")
         )
         return None
-    row: dict[str, Any] = {
-        "phone": None,
-        "name": None,
-        "timezone": None,
-        "wa_id": None,
-        "attributes": {},
-        "dnd": False,
-    }
+    row: dict[str, Any] = {"phone": None, "name": None, "timezone": None, "wa_id": None, "attributes": {}}
     for index, column, target in columns:
         cell = record[index].strip() if index < len(record) else ""
         try:
@@ -344,21 +335,20 @@ def _parse_row(
     return row
 
 
-def _flush(session: Session, batch: dict[str, dict[str, Any]], report: ImportReport) -> None:
+def _flush(session: Session, batch: dict[str, dict[str, Any]], report: ImportReport, now: datetime) -> None:
     if not batch:
         return
-    phones = list(batch)
-    existing = set(session.scalars(select(Contact.phone).where(Contact.phone.in_(phones))))
-    upsert(
+    created = upsert(
         session,
         Contact,
         list(batch.values()),
-        ["phone"],
+        "phone",
+        constants={"dnd": False, "created_at": now, "updated_at": now},
         keep_existing=("name", "timezone", "wa_id"),
         merge_json=("attributes",),
         overwrite=("updated_at",),
     )
     session.commit()
-    report.updated += len(existing)
-    report.created += len(batch) - len(existing)
+    report.created += created
+    report.updated += len(batch) - created
     batch.clear()
