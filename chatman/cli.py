@@ -22,6 +22,7 @@ from chatman.contacts.csv_import import ImportReport, import_contacts
 from chatman.errors import DomainError
 from chatman.extensions import database, redis_client, settings
 
+PARALLEL_IMPORT_BYTES = 2_000_000
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 contacts_cli = AppGroup("contacts", help="Contacts: import from CSV.")
@@ -83,6 +84,8 @@ def _import_with_progress(file: BinaryIO, mapping: dict | None) -> ImportReport:
                 default_region=settings().default_region,
                 mapping=mapping,
                 batch_size=settings().import_batch_size,
+                # Worth the process start-up only for a file of some size.
+                workers=min(os.cpu_count() or 1, 4) if size > PARALLEL_IMPORT_BYTES else 1,
                 on_progress=bar.update,
             )
         except DomainError as error:

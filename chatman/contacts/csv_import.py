@@ -11,9 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
+from itertools import islice
 from typing import IO, Any
 
 from sqlalchemy.orm import Session
@@ -257,11 +261,14 @@ def import_contacts(
     default_region: str | None,
     mapping: Mapping[str, str | None] | None = None,
     batch_size: int = 1000,
+    workers: int = 1,
     on_progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
 ) -> ImportReport:
     """Import contacts from a seekable binary CSV file, committing every `batch_size` rows.
 
+    With `workers` > 1, rows are checked in that many processes (phone validation is most
+    of an import's CPU) while this one reads the file and writes the database.
     `on_progress` receives the number of bytes consumed since its last call.
     """
     now = now or utcnow()
@@ -275,29 +282,71 @@ def import_contacts(
     session.commit()
 
     header, records = _records(binfile, on_progress)
-    columns = [(header.index(c), c, t) for c, t in plan.items()]
+    parse = partial(
+        _parse_chunk,
+        width=len(header),
+        columns=[(header.index(c), c, t) for c, t in plan.items()],
+        types=types,
+        default_region=default_region,
+    )
+    chunks = _chunks(((n, r) for n, r in records if any(cell.strip() for cell in r)), batch_size)
     batch: dict[str, dict[str, Any]] = {}
     try:
-        for number, record in records:
-            if not any(cell.strip() for cell in record):
-                continue
-            report.rows += 1
-            row = _parse_row(number, record, len(header), columns, types, default_region, report)
-            if row is None:
-                continue
-            previous = batch.get(row["phone"])
-            if previous is not None:
-                report.merged += 1
-                row["attributes"] = {**previous["attributes"], **row["attributes"]}
-                for key in ("name", "timezone", "wa_id"):
-                    row[key] = row[key] if row[key] is not None else previous[key]
-            batch[row["phone"]] = row
-            if len(batch) >= batch_size:
-                _flush(session, batch, report, now)
+        for parsed in _parse_all(chunks, parse, workers):
+            for row in parsed:
+                report.rows += 1
+                if isinstance(row, RowError):
+                    report.add_error(row)
+                    continue
+                previous = batch.get(row["phone"])
+                if previous is not None:
+                    report.merged += 1
+                    row["attributes"] = {**previous["attributes"], **row["attributes"]}
+                    for key in ("name", "timezone", "wa_id"):
+                        row[key] = row[key] if row[key] is not None else previous[key]
+                batch[row["phone"]] = row
+                if len(batch) >= batch_size:
+                    _flush(session, batch, report, now)
     except UnicodeDecodeError:  # the file changed between the two passes
         raise Invalid("file", "the file is not UTF-8 text") from None
     _flush(session, batch, report, now)
     return report
+
+
+Record = tuple[int, list[str]]
+
+
+def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    iterator = iter(records)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _parse_all(
+    chunks: Iterator[list[Record]], parse: Callable[[list[Record]], list], workers: int
+) -> Iterator[list[dict[str, Any] | RowError]]:
+    """Parsed chunks in file order; with workers, a bounded number in flight at a time."""
+    if workers <= 1:
+        yield from map(parse, chunks)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        pending: deque[Future] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(parse, chunk))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _parse_chunk(
+    chunk: list[Record],
+    width: int,
+    columns: list[tuple[int, str, str]],
+    types: dict[str, str],
+    default_region: str | None,
+) -> list[dict[str, Any] | RowError]:
+    return [_parse_row(number, record, width, columns, types, default_region) for number, record in chunk]
 
 
 def _parse_row(
@@ -307,13 +356,9 @@ def _parse_row(
     columns: list[tuple[int, str, str]],
     types: dict[str, str],
     default_region: str | None,
-    report: ImportReport,
-) -> dict[str, Any] | None:
+) -> dict[str, Any] | RowError:
     if len(record) > width and any(cell.strip() for cell in record[width:]):
-        report.add_error(
-            RowError(number, None, None, f"row has {len(record)} fields but the header has {width}")
-        )
-        return None
+        return RowError(number, None, None, f"row has {len(record)} fields but the header has {width}")
     row: dict[str, Any] = {"phone": None, "name": None, "timezone": None, "wa_id": None, "attributes": {}}
     for index, column, target in columns:
         cell = record[index].strip() if index < len(record) else ""
@@ -330,8 +375,7 @@ def _parse_row(
                 name = target[len("attributes.") :]
                 row["attributes"][name] = coerce_attribute(cell, types[name], column)
         except Invalid as exc:
-            report.add_error(RowError(number, column, cell, exc.reason))
-            return None
+            return RowError(number, column, cell, exc.reason)
     return row
 
 

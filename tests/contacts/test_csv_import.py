@@ -99,12 +99,16 @@ def test_semicolon_separated_files_are_understood(session):
     assert report.created == 1 and contacts(session)["+919820012345"].name == "Asha"
 
 
-def test_large_file_imports_in_batches_with_progress(session):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_large_file_imports_in_batches_with_progress(session, workers):
     rows = "".join(f"+9198{i:08d},Name {i},{i % 7}\n" for i in range(2500))
-    data = ("phone,name,bucket\n" + rows).encode()
+    bad = "".join(f"12{i},Bad {i},1\n" for i in range(3))
+    data = ("phone,name,bucket\n" + rows + bad + "+91 98 0000 0001,Again,9\n").encode()
     seen = []
-    report = run(session, data, batch_size=300, on_progress=seen.append)
-    assert report.created == 2500
+    report = run(session, data, batch_size=300, on_progress=seen.append, workers=workers)
+    assert (report.created, report.updated, report.failed) == (2500, 1, 3)
+    assert [e.row for e in report.errors] == [2502, 2503, 2504]
+    assert contacts(session)["+919800000001"].name == "Again"
     assert sum(seen) == len(data)
     assert session.scalar(select(func.count()).select_from(Contact)) == 2500
 
