@@ -40,6 +40,20 @@ def insert_ignore(
     return len(result.all())
 
 
+def add_counters(
+    session: Session, model, rows: Sequence[Mapping[str, Any]], key_columns: Sequence[str]
+) -> None:
+    """Add each row's `value` to the counter row with the same unique key (created if new)."""
+    if not rows:
+        return
+    table = model.__table__
+    stmt, _ = _insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(key_columns), set_={"value": table.c.value + stmt.excluded.value}
+    )
+    session.connection().execute(stmt, list(rows))
+
+
 def json_merge(dialect: str, current, patch):
     """SQL for `current` with the keys of `patch` written over it (both JSON objects)."""
     if dialect == "postgresql":

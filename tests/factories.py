@@ -29,3 +29,40 @@ def define(session: Session, **types: str) -> None:
     for name, type_ in types.items():
         define_attribute(session, name, type_)
     session.commit()
+
+
+def make_submitted_run(session: Session, recipients: int):
+    """A one-time campaign run whose messages were all handed to the provider (sids SM0..)."""
+    from chatman.campaigns.models import Campaign, CampaignRun, CampaignStep
+    from chatman.ledger import counters
+    from chatman.ledger.models import Message
+    from chatman.timeutils import utcnow
+
+    now = utcnow()
+    campaign = Campaign(name="c", status="running")
+    session.add(campaign)
+    session.flush()
+    step = CampaignStep(campaign_id=campaign.id, position=0, body="hi")
+    run = CampaignRun(campaign_id=campaign.id, occurrence_at=now, status="sending")
+    session.add_all([step, run])
+    session.flush()
+    messages = []
+    for i in range(recipients):
+        contact = make_contact(session)
+        messages.append(
+            Message(
+                campaign_id=campaign.id,
+                run_id=run.id,
+                step_id=step.id,
+                contact_id=contact.id,
+                status="submitted",
+                provider_sid=f"SM{i:032d}",
+                submitted_at=now,
+            )
+        )
+    session.add_all(messages)
+    counters.apply(
+        session, [(campaign.id, run.id, step.id, {"targeted": recipients, "submitted": recipients})]
+    )
+    session.commit()
+    return campaign, run, step, messages

@@ -1,0 +1,1 @@
+"""Campaign kinds, schedules, runs, audience freeze, dispatch."""

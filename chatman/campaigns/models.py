@@ -1,0 +1,90 @@
+"""Tables of the campaigns package: campaigns, their steps and audience, and runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from chatman.db import Base, Id, Json, UTCDateTime
+from chatman.timeutils import utcnow
+
+CAMPAIGN_KINDS = ("one_time",)
+CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "completed", "cancelled")
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('draft', 'scheduled', 'running', 'paused', 'completed', 'cancelled')",
+            name="status",
+        ),
+        Index("ix_campaigns_status_send_at", "status", "send_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default="one_time")
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    owner: Mapped[str | None] = mapped_column(String(254))
+    utm_campaign: Mapped[str | None] = mapped_column(String(100))
+    # UTC instant, and the zone the marketer entered it in (shown back in that zone).
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CampaignSegment(Base):
+    """Audience: include segments minus exclude segments (minus DND contacts)."""
+
+    __tablename__ = "campaign_segments"
+    __table_args__ = (
+        CheckConstraint("mode IN ('include', 'exclude')", name="mode"),
+        UniqueConstraint("campaign_id", "segment_id", name="uq_campaign_segments_pair"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    segment_id: Mapped[int] = mapped_column(Id, ForeignKey("segments.id", ondelete="RESTRICT"))
+    mode: Mapped[str] = mapped_column(String(8))
+
+
+class CampaignStep(Base):
+    """What is sent: one step for a one-time campaign, several for a drip."""
+
+    __tablename__ = "campaign_steps"
+    __table_args__ = (UniqueConstraint("campaign_id", "position", name="uq_campaign_steps_position"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    template_id: Mapped[int | None] = mapped_column(Id, ForeignKey("templates.id", ondelete="RESTRICT"))
+    # Free text, allowed only inside a contact's 24-hour window.
+    body: Mapped[str | None] = mapped_column(Text)
+    delay_s: Mapped[int] = mapped_column(Integer, default=0)
+    condition: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+
+class CampaignRun(Base):
+    """One occurrence of a campaign; unique per occurrence so it runs once."""
+
+    __tablename__ = "campaign_runs"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "occurrence_at", name="uq_campaign_runs_occurrence"),
+        CheckConstraint(
+            "status IN ('freezing', 'sending', 'paused', 'completed', 'cancelled')", name="status"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    occurrence_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="freezing")
+    # Keyset cursor of the audience freeze, so an interrupted freeze resumes where it stopped.
+    frozen_through: Mapped[int] = mapped_column(Id, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,1 @@
+"""The per-recipient ledger: message rows, their state machine, status events, counters."""

@@ -1,0 +1,78 @@
+"""Tables of the ledger: one row per (run, step, contact), every callback, counters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from chatman.db import Base, Id, Json, UTCDateTime
+from chatman.timeutils import utcnow
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("run_id", "step_id", "contact_id", name="uq_messages_recipient"),
+        Index("ix_messages_run_status", "run_id", "status"),
+        Index("ix_messages_status_claimed_at", "status", "claimed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    step_id: Mapped[int] = mapped_column(Id, ForeignKey("campaign_steps.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(Id, ForeignKey("contacts.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    skip_reason: Mapped[str | None] = mapped_column(String(32))
+    provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MessageEvent(Base):
+    """A provider status callback as received, kept for audit and for sids not yet known."""
+
+    __tablename__ = "message_events"
+    __table_args__ = (
+        UniqueConstraint("provider_sid", "status", name="uq_message_events_sid_status"),
+        Index("ix_message_events_unapplied", "applied", "provider_sid"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    provider_sid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(24))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    applied: Mapped[bool] = mapped_column(default=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CampaignStat(Base):
+    """A counter per (run, step, metric), changed in the transaction of the row it counts.
+
+    Campaign totals are sums over runs. Metrics: targeted, skipped:<reason>, submitted, sent,
+    delivered, read, failed, failed:<code>.
+    """
+
+    __tablename__ = "campaign_stats"
+    __table_args__ = (UniqueConstraint("run_id", "step_id", "metric", name="uq_campaign_stats_key"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    step_id: Mapped[int] = mapped_column(Id, ForeignKey("campaign_steps.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(48))
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
