@@ -39,6 +39,8 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_api_base_url: str = "https://api.twilio.com"
     clock_interval_s: float = 5.0
+    # Messages per second per sender (WhatsApp's default is 80); 0 lifts the limit.
+    sender_rate_per_s: float = 80.0
     import_batch_size: int = 1000
 
 
@@ -83,5 +85,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         twilio_messaging_service_sid=get("TWILIO_MESSAGING_SERVICE_SID"),
         twilio_api_base_url=(get("TWILIO_API_BASE_URL") or Settings.twilio_api_base_url).rstrip("/"),
         clock_interval_s=number("CLOCK_INTERVAL_S", Settings.clock_interval_s),
+        sender_rate_per_s=number("SENDER_RATE_PER_S", Settings.sender_rate_per_s),
         import_batch_size=int(number("IMPORT_BATCH_SIZE", Settings.import_batch_size, int)),
     )

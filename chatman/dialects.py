@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Column, MetaData, Table, func, literal, literal_column, select, text
+from sqlalchemy import JSON, Column, MetaData, Select, Table, func, literal, literal_column, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
@@ -38,6 +38,22 @@ def insert_ignore(
     # rowcount of a batched INSERT is not reliable across drivers; RETURNING is.
     result = session.connection().execute(stmt.returning(table.c[conflict_columns[0]]), list(rows))
     return len(result.all())
+
+
+def insert_ignore_select(
+    session: Session,
+    model,
+    rows: Select,
+    columns: Sequence[str],
+    conflict_columns: Sequence[str],
+    returning: str,
+) -> list[Any]:
+    """INSERT ... SELECT `rows` into `columns`, skipping collisions; returns the `returning`
+    column of each inserted row."""
+    table = model.__table__
+    stmt, _ = _insert(session, table)
+    stmt = stmt.from_select(list(columns), rows).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    return list(session.scalars(stmt.returning(table.c[returning])))
 
 
 def add_counters(

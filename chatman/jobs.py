@@ -1,9 +1,18 @@
-"""RQ queues and the worker entry point. Jobs stay thin: they call one domain function."""
+"""RQ queues, job entry points and the worker. Jobs stay thin: they call domain functions.
+
+A job runs in a worker process without Flask, so it builds its database and Redis handles
+from the settings once per process.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+
 from redis import Redis
 from rq import Queue, Worker
+
+from chatman.config import Settings, load_settings
+from chatman.db import Database
 
 QUEUES = ("default",)
 
@@ -21,3 +30,53 @@ def run_worker(connection: Redis, burst: bool = False) -> None:
 
 def worker_count(connection: Redis) -> int:
     return len(Worker.all(connection=connection))
+
+
+@cache
+def _context() -> tuple[Settings, Database, Redis]:
+    settings = load_settings()
+    return settings, Database(settings.database_url), Redis.from_url(settings.redis_url)
+
+
+def enqueue_dispatch(connection: Redis, run_id: int) -> None:
+    # A deterministic id: a launch and a clock tick asking at once enqueue it once.
+    queue(connection).enqueue(dispatch_run, run_id, job_id=f"dispatch-run-{run_id}", result_ttl=60)
+
+
+def dispatch_run(run_id: int) -> int:
+    """Freeze a run's audience and enqueue its send batches; safe to run again."""
+    from chatman.campaigns.dispatch import freeze_run, pending_batches
+
+    _, db, connection = _context()
+    with db.sessionmaker() as session:
+        freeze_run(session, run_id)
+        jobs = [
+            Queue.prepare_data(send_batch, args=(run_id, ids), result_ttl=60)
+            for ids in pending_batches(session, run_id)
+        ]
+    q = queue(connection)
+    for start in range(0, len(jobs), 500):
+        q.enqueue_many(jobs[start : start + 500])
+    return len(jobs)
+
+
+def send_batch(run_id: int, message_ids: list[int]) -> dict:
+    from chatman.campaigns.dispatch import send_batch as send
+    from chatman.messaging.providers import SimulatorProvider
+    from chatman.messaging.ratelimit import RateLimiter
+
+    settings, db, connection = _context()
+    provider = SimulatorProvider(connection)
+    limiter = RateLimiter(connection, provider.name, settings.sender_rate_per_s)
+    with db.sessionmaker() as session:
+        result = send(session, message_ids, provider, limiter)
+    if result.retry:
+        from datetime import timedelta
+
+        queue(connection).enqueue_in(timedelta(seconds=5), send_batch, run_id, result.retry)
+    return {
+        "submitted": result.submitted,
+        "skipped": result.skipped,
+        "failed": result.failed,
+        "retry": len(result.retry),
+    }

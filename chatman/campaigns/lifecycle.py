@@ -1,0 +1,175 @@
+"""One-time campaigns: draft -> scheduled | running -> completed, with pause, resume, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from chatman.campaigns.models import Campaign, CampaignRun, CampaignSegment, CampaignStep
+from chatman.contacts.fields import validate_timezone
+from chatman.contacts.models import Segment
+from chatman.errors import Conflict, Invalid, NotFound
+from chatman.messaging.models import Template
+from chatman.timeutils import utcnow
+
+EDITABLE = ("name", "owner", "utm_campaign")
+
+
+def get_campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"campaign {campaign_id} not found")
+    return campaign
+
+
+def campaign_step(session: Session, campaign_id: int) -> CampaignStep:
+    return session.scalars(
+        select(CampaignStep).where(CampaignStep.campaign_id == campaign_id).order_by(CampaignStep.position)
+    ).one()
+
+
+def campaign_segments(session: Session, campaign_id: int) -> dict[str, list[int]]:
+    links: dict[str, list[int]] = {"include": [], "exclude": []}
+    for segment_id, mode in session.execute(
+        select(CampaignSegment.segment_id, CampaignSegment.mode)
+        .where(CampaignSegment.campaign_id == campaign_id)
+        .order_by(CampaignSegment.id)
+    ):
+        links[mode].append(segment_id)
+    return links
+
+
+def _set_message(session: Session, step: CampaignStep, data: Mapping[str, Any]) -> None:
+    if "template_id" in data or "body" in data:
+        step.template_id = data.get("template_id")
+        step.body = data.get("body")
+    if (step.template_id is None) == (step.body is None):
+        raise Invalid("template_id", "give either template_id (a template) or body (free text)")
+    if step.template_id is not None and session.get(Template, step.template_id) is None:
+        raise Invalid("template_id", f"template {step.template_id} not found")
+
+
+def _set_audience(session: Session, campaign: Campaign, data: Mapping[str, Any]) -> None:
+    if "include_segments" not in data and "exclude_segments" not in data:
+        return
+    current = campaign_segments(session, campaign.id)
+    include = data.get("include_segments", current["include"])
+    exclude = data.get("exclude_segments", current["exclude"])
+    errors: dict[str, list[str]] = {}
+    for field, ids in (("include_segments", include), ("exclude_segments", exclude)):
+        for i, segment_id in enumerate(ids):
+            if session.get(Segment, segment_id) is None:
+                errors[f"{field}[{i}]"] = [f"segment {segment_id} not found"]
+    if not include:
+        errors["include_segments"] = ["a campaign needs at least one segment to send to"]
+    if errors:
+        raise Invalid.many(errors)
+    session.execute(delete(CampaignSegment).where(CampaignSegment.campaign_id == campaign.id))
+    for mode, ids in (("include", include), ("exclude", exclude)):
+        for segment_id in dict.fromkeys(ids):
+            session.add(CampaignSegment(campaign_id=campaign.id, segment_id=segment_id, mode=mode))
+
+
+def create_campaign(session: Session, data: Mapping[str, Any]) -> Campaign:
+    if not data.get("name"):
+        raise Invalid("name", "a campaign needs a name")
+    campaign = Campaign(kind="one_time", status="draft", **{k: data.get(k) for k in EDITABLE})
+    session.add(campaign)
+    session.flush()
+    step = CampaignStep(campaign_id=campaign.id, position=0)
+    session.add(step)
+    _set_message(session, step, data)
+    _set_audience(session, campaign, {"include_segments": [], **data})
+    session.flush()
+    return campaign
+
+
+def update_campaign(session: Session, campaign_id: int, data: Mapping[str, Any]) -> Campaign:
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status != "draft":
+        raise Conflict(f"campaign {campaign_id} is {campaign.status}; only a draft can be changed")
+    for key in EDITABLE:
+        if key in data:
+            setattr(campaign, key, data[key])
+    _set_message(session, campaign_step(session, campaign_id), data)
+    _set_audience(session, campaign, data)
+    session.flush()
+    return campaign
+
+
+def schedule(
+    session: Session, campaign_id: int, send_at_local: datetime, timezone: str, now: datetime | None = None
+) -> Campaign:
+    """Schedule for a wall-clock time in `timezone`; stored in UTC, due by the clock."""
+    now = now or utcnow()
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status not in ("draft", "scheduled"):
+        raise Conflict(f"campaign {campaign_id} is {campaign.status}")
+    validate_timezone(timezone)
+    local = (
+        send_at_local.replace(tzinfo=ZoneInfo(timezone)) if send_at_local.tzinfo is None else send_at_local
+    )
+    send_at = local.astimezone(ZoneInfo("UTC"))
+    if send_at <= now:
+        raise Invalid("send_at", f"{local.isoformat()} is in the past")
+    campaign.send_at, campaign.timezone, campaign.status = send_at, timezone, "scheduled"
+    return campaign
+
+
+def launch(session: Session, campaign_id: int, now: datetime | None = None) -> CampaignRun:
+    """Start the campaign's run. The unique occurrence makes a second launch a Conflict."""
+    now = now or utcnow()
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status not in ("draft", "scheduled"):
+        raise Conflict(f"campaign {campaign_id} is {campaign.status}; it cannot be launched")
+    occurrence = campaign.send_at if campaign.status == "scheduled" else now
+    run = CampaignRun(campaign_id=campaign.id, occurrence_at=occurrence, status="freezing", frozen_through=0)
+    session.add(run)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"campaign {campaign_id} has already run for {occurrence.isoformat()}") from None
+    # Conditional on the status read above: of two concurrent launches, one wins.
+    won = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id, Campaign.status == campaign.status)
+        .values(status="running")
+    ).rowcount
+    if not won:
+        raise Conflict(f"campaign {campaign_id} changed while launching")
+    session.refresh(campaign)
+    return run
+
+
+def due_campaigns(session: Session, now: datetime | None = None) -> list[int]:
+    """Scheduled campaigns whose time has come (the database, not Redis, says what is due)."""
+    now = now or utcnow()
+    return list(
+        session.scalars(
+            select(Campaign.id)
+            .where(Campaign.status == "scheduled", Campaign.send_at <= now)
+            .order_by(Campaign.send_at)
+        )
+    )
+
+
+def set_status(session: Session, campaign_id: int, action: str) -> Campaign:
+    """pause, resume or cancel."""
+    allowed = {
+        "pause": ({"running"}, "paused"),
+        "resume": ({"paused"}, "running"),
+        "cancel": ({"draft", "scheduled", "running", "paused"}, "cancelled"),
+    }
+    sources, target = allowed[action]
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status not in sources:
+        raise Conflict(f"campaign {campaign_id} is {campaign.status}; cannot {action}")
+    campaign.status = target
+    return campaign

@@ -1,0 +1,158 @@
+"""A one-time broadcast, end to end: launch, freeze, real RQ worker, simulator provider."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from chatman.campaigns import lifecycle
+from chatman.contacts import segments
+from chatman.contacts.csv_import import import_contacts
+from chatman.contacts.models import Contact
+from chatman.errors import Conflict, Invalid
+from chatman.jobs import enqueue_dispatch
+from chatman.ledger import counters
+from chatman.ledger.models import Message
+from chatman.messaging.providers import SimulatorProvider
+from chatman.messaging.templates import save_template
+from chatman.timeutils import utcnow
+from tests.conftest import REDIS_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_worker(app, redis_url: str) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": app.extensions["chatman.settings"].database_url,
+        "REDIS_URL": redis_url,
+        "SENDER_RATE_PER_S": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "worker", "--burst"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def audience(session, size: int):
+    rows = "".join(f"+9198{i:08d},Customer {i},{'Pune' if i % 3 else 'Delhi'}\n" for i in range(size))
+    import_contacts(session, io.BytesIO(("phone,name,city\n" + rows).encode()), default_region=None)
+    session.execute(update(Contact).where(Contact.id % 10 == 0).values(dnd=True, dnd_reason="opt_out"))
+    everyone = segments.create_segment(
+        session,
+        {
+            "name": "all",
+            "kind": "dynamic",
+            "rules": {"all": [{"field": "phone", "op": "starts_with", "value": "+91"}]},
+        },
+    )
+    delhi = segments.create_segment(
+        session,
+        {
+            "name": "delhi",
+            "kind": "dynamic",
+            "rules": {"all": [{"field": "attributes.city", "op": "eq", "value": "Delhi"}]},
+        },
+    )
+    session.commit()
+    return everyone, delhi
+
+
+def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, session, redis):
+    everyone, delhi = audience(session, 2000)
+    template = save_template(
+        session,
+        {
+            "name": "offer",
+            "language": "en",
+            "category": "marketing",
+            "status": "approved",
+            "body": "Hi {{first}}, 20% off today: https://shop.example/sale",
+            "variables": {"first": {"field": "name"}},
+        },
+    )
+    campaign = lifecycle.create_campaign(
+        session,
+        {
+            "name": "Sale",
+            "template_id": template.id,
+            "utm_campaign": "sale-nov",
+            "include_segments": [everyone.id],
+            "exclude_segments": [delhi.id],
+        },
+    )
+    run = lifecycle.launch(session, campaign.id)
+    session.commit()
+    enqueue_dispatch(redis, run.id)
+    run_worker(app, REDIS_URL)
+
+    session.expire_all()
+    contacts = {c.phone: c for c in session.scalars(select(Contact))}
+    eligible = {p for p, c in contacts.items() if not c.dnd and c.attributes["city"] != "Delhi"}
+    dnd = {p for p, c in contacts.items() if c.dnd and c.attributes["city"] != "Delhi"}
+    sent = Counter(m["to"] for m in SimulatorProvider(redis).sent())
+    assert set(sent) == eligible and set(sent.values()) == {1}
+    some = SimulatorProvider(redis).sent()[0]
+    assert some["body"].startswith("Hi Customer ") and some["body"].endswith("?utm_campaign=sale-nov")
+
+    by_status = dict(session.execute(select(Message.status, func.count()).group_by(Message.status)).all())
+    assert by_status == {"submitted": len(eligible), "skipped": len(dnd)}
+    assert counters.differences(session, campaign.id) == []
+    totals = Counter()
+    for (_, _, _, metric), value in counters.stored(session, campaign.id).items():
+        totals[metric] += value
+    assert totals["targeted"] == len(eligible) + len(dnd)
+    assert totals["submitted"] == len(eligible) and totals["skipped:dnd"] == len(dnd)
+    with pytest.raises(Conflict):
+        lifecycle.launch(session, campaign.id)
+
+
+def test_free_text_outside_the_24h_window_is_skipped_with_its_reason(app, session, redis):
+    everyone, _ = audience(session, 30)
+    session.execute(update(Contact).where(Contact.id <= 5).values(last_inbound_at=utcnow()))
+    session.commit()
+    text = lifecycle.create_campaign(
+        session, {"name": "Free text", "body": "Thanks for writing!", "include_segments": [everyone.id]}
+    )
+    run = lifecycle.launch(session, text.id)
+    session.commit()
+    enqueue_dispatch(redis, run.id)
+    run_worker(app, REDIS_URL)
+    reasons = dict(
+        session.execute(
+            select(Message.skip_reason, func.count())
+            .where(Message.campaign_id == text.id)
+            .group_by(Message.skip_reason)
+        ).all()
+    )
+    in_window = session.scalar(
+        select(func.count()).select_from(Contact).where(Contact.id <= 5, Contact.dnd.is_(False))
+    )
+    assert reasons[None] == in_window
+    assert reasons["outside_window"] == 30 - 3 - in_window  # 3 of 30 are DND
+    assert counters.differences(session, text.id) == []
+
+
+def test_campaign_input_errors(session):
+    everyone = segments.create_segment(session, {"name": "s", "kind": "static"})
+    with pytest.raises(Invalid):
+        lifecycle.create_campaign(session, {"name": "x", "include_segments": [everyone.id]})
+    with pytest.raises(Invalid):
+        lifecycle.create_campaign(session, {"name": "x", "body": "hi", "include_segments": [999]})
+    with pytest.raises(Invalid):
+        save_template(
+            session,
+            {"name": "t", "language": "en", "category": "marketing", "body": "Hi {{first}}", "variables": {}},
+        )
