@@ -29,6 +29,7 @@ contacts_cli = AppGroup("contacts", help="Contacts: import from CSV.")
 tokens_cli = AppGroup("tokens", help="API bearer tokens.")
 users_cli = AppGroup("users", help="Admin UI users.")
 demo_cli = AppGroup("demo", help="Demo data.")
+reports_cli = AppGroup("reports", help="Campaign reports.")
 
 
 def _fail(error: DomainError) -> click.ClickException:
@@ -148,6 +149,22 @@ def demo_seed(if_empty: bool) -> None:
     click.echo(f"demo data: {created} contacts created" if created else "demo data: nothing to do")
 
 
+@reports_cli.command("verify")
+@click.option("--campaign", "campaign_id", type=int, help="only this campaign")
+def reports_verify(campaign_id: int | None) -> None:
+    """Recount every counter from the message rows and report any difference."""
+    from chatman.ledger.counters import differences, recount
+
+    with database().session() as session:
+        diffs = differences(session, campaign_id)
+        checked = len(recount(session, campaign_id))
+    for (campaign, run, step, metric), have, want in diffs:
+        click.echo(f"campaign {campaign} run {run} step {step} {metric}: stored {have}, recount {want}")
+    if diffs:
+        raise click.ClickException(f"{len(diffs)} counters differ from the recount")
+    click.echo(f"{checked} counters checked: all equal to the recount")
+
+
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 def worker_command(burst: bool) -> None:
@@ -165,12 +182,21 @@ def clock_command(ticks: int | None) -> None:
     from chatman import clock
 
     logging.basicConfig(level=logging.INFO)
-    clock.run(redis_client(), [], settings().clock_interval_s, ticks=ticks)
+    tasks = [clock.launch_due_campaigns(database(), redis_client())]
+    clock.run(redis_client(), tasks, settings().clock_interval_s, ticks=ticks)
 
 
 def init_cli(app: Flask) -> None:
     Migrate(
         app, app.extensions["chatman.db"], directory=str(MIGRATIONS), render_as_batch=True, compare_type=True
     )
-    for command in (contacts_cli, tokens_cli, users_cli, demo_cli, worker_command, clock_command):
+    for command in (
+        contacts_cli,
+        tokens_cli,
+        users_cli,
+        demo_cli,
+        reports_cli,
+        worker_command,
+        clock_command,
+    ):
         app.cli.add_command(command)

@@ -10,17 +10,23 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from redis import Redis
 
+from chatman.campaigns import lifecycle
+from chatman.db import Database
+from chatman.errors import Conflict
+from chatman.jobs import enqueue_dispatch
 from chatman.timeutils import utcnow
 
 HEARTBEAT_KEY = "chatman:clock:last_tick"
+# A run still freezing this long after it started lost its dispatch job.
+STALE_FREEZE = timedelta(minutes=2)
 log = logging.getLogger(__name__)
 
 # Each task takes the tick time and returns how much work it enqueued. Later features
-# (scheduled launches, recurring occurrences, drip steps, stale claims) register here.
+# (recurring occurrences, drip steps, stale claims) register here too.
 TickTask = Callable[[datetime], int]
 
 
@@ -53,3 +59,27 @@ def run(connection: Redis, tasks: list[TickTask], interval_s: float, ticks: int 
         if ticks is not None and count >= ticks:
             break
         stop.wait(interval_s)
+
+
+def launch_due_campaigns(db: Database, connection: Redis) -> TickTask:
+    """Tick task: launch scheduled campaigns whose time has come, and re-dispatch runs
+    whose freeze was interrupted (dispatch is safe to repeat)."""
+
+    def task(now: datetime) -> int:
+        launched = 0
+        with db.sessionmaker() as session:
+            for campaign_id in lifecycle.due_campaigns(session, now):
+                try:
+                    run = lifecycle.launch(session, campaign_id, now)
+                    session.commit()
+                except Conflict:  # another clock or a marketer got there first
+                    session.rollback()
+                    continue
+                enqueue_dispatch(connection, run.id)
+                launched += 1
+            for run_id in lifecycle.unfrozen_runs(session, now - STALE_FREEZE):
+                enqueue_dispatch(connection, run_id)  # no-op while its dispatch is still queued
+        return launched
+
+    task.__name__ = "launch_due_campaigns"
+    return task

@@ -10,6 +10,7 @@ from functools import cache
 
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import DuplicateJobError
 
 from chatman.config import Settings, load_settings
 from chatman.db import Database
@@ -38,9 +39,24 @@ def _context() -> tuple[Settings, Database, Redis]:
     return settings, Database(settings.database_url), Redis.from_url(settings.redis_url)
 
 
-def enqueue_dispatch(connection: Redis, run_id: int) -> None:
-    # A deterministic id: a launch and a clock tick asking at once enqueue it once.
-    queue(connection).enqueue(dispatch_run, run_id, job_id=f"dispatch-run-{run_id}", result_ttl=60)
+def enqueue_dispatch(connection: Redis, run_id: int) -> bool:
+    """Enqueue a run's dispatch unless one is already queued or running; True if enqueued.
+
+    A finished or failed dispatch expires within minutes, so the clock can retry a run
+    whose freeze was interrupted.
+    """
+    try:
+        queue(connection).enqueue(
+            dispatch_run,
+            run_id,
+            job_id=f"dispatch-run-{run_id}",
+            unique=True,
+            result_ttl=60,
+            failure_ttl=120,
+        )
+    except DuplicateJobError:
+        return False
+    return True
 
 
 def dispatch_run(run_id: int) -> int:

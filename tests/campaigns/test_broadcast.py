@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, update
@@ -156,3 +157,59 @@ def test_campaign_input_errors(session):
             session,
             {"name": "t", "language": "en", "category": "marketing", "body": "Hi {{first}}", "variables": {}},
         )
+
+
+def test_scheduled_campaign_is_launched_once_by_the_clock_in_its_timezone(app, session, redis):
+    from datetime import datetime, timedelta
+
+    from rq import Queue
+
+    from chatman.campaigns.models import CampaignRun
+    from chatman.clock import launch_due_campaigns, tick
+
+    everyone, _ = audience(session, 20)
+    campaign = lifecycle.create_campaign(
+        session, {"name": "Morning", "body": "hello", "include_segments": [everyone.id]}
+    )
+    now = utcnow()
+    # 2 hours from now, written as Kolkata wall-clock time (UTC+5:30) without an offset
+    local = (now + timedelta(hours=2)).astimezone(ZoneInfo("Asia/Kolkata")).replace(tzinfo=None)
+    lifecycle.schedule(session, campaign.id, local, "Asia/Kolkata", now=now)
+    session.commit()
+    assert campaign.send_at == now + timedelta(hours=2)
+    assert campaign.timezone == "Asia/Kolkata"
+    with pytest.raises(Invalid):
+        lifecycle.schedule(session, campaign.id, datetime(2020, 1, 1), "Asia/Kolkata", now=now)
+    session.rollback()
+
+    db = app.extensions["chatman.db"]
+    task = launch_due_campaigns(db, redis)
+    assert tick(redis, [task], now + timedelta(hours=1)) == 0  # not yet due
+    assert tick(redis, [task], now + timedelta(hours=2, seconds=1)) == 1
+    assert tick(redis, [task], now + timedelta(hours=2, seconds=6)) == 0  # a second clock tick: no second run
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(CampaignRun)) == 1
+    assert lifecycle.get_campaign(session, campaign.id).status == "running"
+    assert Queue("default", connection=redis).count == 1
+
+
+def test_reports_verify_finds_a_counter_that_drifted(app, session, redis):
+    from chatman.ledger.models import CampaignStat
+
+    everyone, _ = audience(session, 10)
+    campaign = lifecycle.create_campaign(
+        session, {"name": "x", "body": "hi", "include_segments": [everyone.id]}
+    )
+    run = lifecycle.launch(session, campaign.id)
+    session.commit()
+    enqueue_dispatch(redis, run.id)
+    run_worker(app, REDIS_URL)
+    ok = app.test_cli_runner().invoke(args=["reports", "verify"])
+    assert ok.exit_code == 0 and "all equal to the recount" in ok.output
+    session.execute(
+        update(CampaignStat).where(CampaignStat.metric == "targeted").values(value=CampaignStat.value + 1)
+    )
+    session.commit()
+    bad = app.test_cli_runner().invoke(args=["reports", "verify"])
+    assert bad.exit_code != 0
+    assert "targeted: stored 11, recount 10" in bad.output
