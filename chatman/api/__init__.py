@@ -55,7 +55,7 @@ def handle_domain_error(error: DomainError):
 
 
 def init_api(app: Flask) -> Api:
-    from chatman.api import contacts, segments
+    from chatman.api import campaigns, contacts, segments, templates
 
     app.config.update(
         API_TITLE="Chatman API",
@@ -76,7 +76,7 @@ def init_api(app: Flask) -> Api:
         },
     )
     api = ChatmanApi(app)
-    for blueprint in (contacts.blp, segments.blp):
+    for blueprint in (contacts.blp, segments.blp, templates.blp, campaigns.blp):
         api.register_blueprint(blueprint, url_prefix=f"{PREFIX}{blueprint.url_prefix or ''}")
     app.register_error_handler(DomainError, handle_domain_error)
 

@@ -128,6 +128,11 @@ def launch(session: Session, campaign_id: int, now: datetime | None = None) -> C
     campaign = get_campaign(session, campaign_id)
     if campaign.status not in ("draft", "scheduled"):
         raise Conflict(f"campaign {campaign_id} is {campaign.status}; it cannot be launched")
+    step = campaign_step(session, campaign_id)
+    if step.template_id is not None:
+        template = session.get(Template, step.template_id)
+        if template.status != "approved":
+            raise Invalid("template_id", f"template {template.name!r} is {template.status}, not approved")
     occurrence = campaign.send_at if campaign.status == "scheduled" else now
     run = CampaignRun(campaign_id=campaign.id, occurrence_at=occurrence, status="freezing", frozen_through=0)
     session.add(run)
@@ -165,6 +170,16 @@ def unfrozen_runs(session: Session, started_before: datetime) -> list[int]:
         session.scalars(
             select(CampaignRun.id).where(
                 CampaignRun.status == "freezing", CampaignRun.created_at < started_before
+            )
+        )
+    )
+
+
+def active_runs(session: Session, campaign_id: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(CampaignRun.id).where(
+                CampaignRun.campaign_id == campaign_id, CampaignRun.status.in_(("freezing", "sending"))
             )
         )
     )

@@ -1,0 +1,70 @@
+"""/templates"""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from chatman.api.auth import require_token
+from chatman.extensions import request_session
+from chatman.messaging import templates
+from chatman.messaging.models import TEMPLATE_CATEGORIES, TEMPLATE_STATUSES
+
+blp = Blueprint("templates", __name__, url_prefix="/templates", description="WhatsApp message templates")
+blp.before_request(require_token)
+
+
+class TemplateSchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    language = ma.fields.String(required=True, validate=ma.validate.Length(min=2, max=16))
+    category = ma.fields.String(required=True, validate=ma.validate.OneOf(TEMPLATE_CATEGORIES))
+    body = ma.fields.String(required=True, metadata={"description": "text with {{placeholders}}"})
+    content_sid = ma.fields.String(allow_none=True, metadata={"description": "Twilio ContentSid (HX...)"})
+    buttons = ma.fields.List(ma.fields.Dict(), load_default=list)
+    variables = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Dict(),
+        load_default=dict,
+        metadata={
+            "description": 'placeholder -> {"field": "name"} | {"attribute": "city"} | {"value": "text"}'
+        },
+    )
+    status = ma.fields.String(load_default="draft", validate=ma.validate.OneOf(TEMPLATE_STATUSES))
+    created_at = ma.fields.AwareDateTime(dump_only=True)
+    updated_at = ma.fields.AwareDateTime(dump_only=True)
+
+
+class TemplateUpdateSchema(TemplateSchema):
+    status = ma.fields.String(validate=ma.validate.OneOf(TEMPLATE_STATUSES))
+
+
+@blp.route("")
+class Templates(MethodView):
+    @blp.response(200, TemplateSchema(many=True))
+    def get(self):
+        return templates.list_templates(request_session())
+
+    @blp.arguments(TemplateSchema)
+    @blp.response(201, TemplateSchema)
+    def post(self, data):
+        session = request_session()
+        template = templates.save_template(session, data)
+        session.commit()
+        return template
+
+
+@blp.route("/<int:template_id>")
+class TemplateById(MethodView):
+    @blp.response(200, TemplateSchema)
+    def get(self, template_id: int):
+        return templates.get_template(request_session(), template_id)
+
+    @blp.arguments(TemplateUpdateSchema(partial=True))
+    @blp.response(200, TemplateSchema)
+    def patch(self, data, template_id: int):
+        session = request_session()
+        template = templates.save_template(session, data, template_id)
+        session.commit()
+        return template
