@@ -11,12 +11,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     from chatman import cli, health
     from chatman.api import init_api
     from chatman.extensions import init_extensions
+    from chatman.webhooks import twilio as twilio_webhooks
 
     settings = settings or load_settings()
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=512 * 1024 * 1024)
     init_extensions(app, settings)
     app.register_blueprint(health.bp)
+    app.register_blueprint(twilio_webhooks.bp)
     init_api(app)
     cli.init_cli(app)
     return app

@@ -43,6 +43,12 @@ class Settings:
     sender_rate_per_s: float = 80.0
     import_batch_size: int = 1000
 
+    @property
+    def webhook_auth_token(self) -> str:
+        """The key webhooks are signed with: Twilio's auth token, or for the simulator (no
+        Twilio account) the secret key."""
+        return self.twilio_auth_token or self.secret_key
+
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Build settings from `environ` (default: the process environment, after `.env`)."""

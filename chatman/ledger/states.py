@@ -1,8 +1,7 @@
 """Message states and the order they move in.
 
 pending -> claimed -> submitted -> sent -> delivered -> read, or failed / skipped. Provider
-callbacks only move a message forward: read beats delivered beats sent, and a late
-"delivered" after "failed" proves the message arrived.
+callbacks only move a message forward: read beats delivered beats failed beats sent.
 """
 
 from __future__ import annotations
@@ -20,9 +19,10 @@ STATES = (PENDING, CLAIMED, SUBMITTED, SENT, DELIVERED, READ, FAILED, SKIPPED)
 # Past the send: nothing more will be attempted for these rows.
 SETTLED = frozenset({SENT, DELIVERED, READ, FAILED, SKIPPED})
 
-# Rank of a provider-reported status. Failure ranks between submitted and sent: a message
-# that failed can still be proven delivered by a later callback, never the other way round.
-RANK = {PENDING: 0, CLAIMED: 1, SUBMITTED: 2, FAILED: 3, SENT: 4, DELIVERED: 5, READ: 6}
+# Rank of a provider-reported status. Failure ranks above sent (Twilio handed the message on,
+# then WhatsApp could not deliver it: "undelivered" after "sent" is the truth) and below
+# delivered (a later delivered or read proves the failure report wrong).
+RANK = {PENDING: 0, CLAIMED: 1, SUBMITTED: 2, SENT: 3, FAILED: 4, DELIVERED: 5, READ: 6}
 
 # Twilio's MessageStatus values mapped onto ledger states (None: informational only).
 PROVIDER_STATUS = {

@@ -13,7 +13,7 @@ from chatman.ledger.models import Message, MessageEvent
 from chatman.ledger.status import StatusUpdate, apply_waiting, record
 from tests.factories import make_submitted_run
 
-RANK = {"submitted": 0, "failed": 1, "sent": 2, "delivered": 3, "read": 4}
+RANK = {"submitted": 0, "sent": 1, "failed": 2, "delivered": 3, "read": 4}
 LEDGER = {
     "sent": "sent",
     "delivered": "delivered",

@@ -1,0 +1,1 @@
+"""Provider endpoints: verify the signature, parse, hand a normalised event to the domain."""
