@@ -33,6 +33,21 @@ def worker_count(connection: Redis) -> int:
     return len(Worker.all(connection=connection))
 
 
+def make_provider(settings: Settings, connection: Redis):
+    """Twilio when its credentials are set, else the simulator."""
+    from chatman.messaging.providers import SimulatorProvider, TwilioProvider
+
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        return TwilioProvider(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            from_=settings.twilio_whatsapp_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            base_url=settings.twilio_api_base_url,
+        )
+    return SimulatorProvider(connection)
+
+
 @cache
 def _context() -> tuple[Settings, Database, Redis]:
     settings = load_settings()
@@ -78,14 +93,14 @@ def dispatch_run(run_id: int) -> int:
 
 def send_batch(run_id: int, message_ids: list[int]) -> dict:
     from chatman.campaigns.dispatch import send_batch as send
-    from chatman.messaging.providers import SimulatorProvider
     from chatman.messaging.ratelimit import RateLimiter
 
     settings, db, connection = _context()
-    provider = SimulatorProvider(connection)
+    provider = make_provider(settings, connection)
     limiter = RateLimiter(connection, provider.name, settings.sender_rate_per_s)
+    callback = settings.public_base_url + "/webhooks/twilio/status"
     with db.sessionmaker() as session:
-        result = send(session, message_ids, provider, limiter)
+        result = send(session, message_ids, provider, limiter, status_callback=callback)
     if result.retry:
         from datetime import timedelta
 

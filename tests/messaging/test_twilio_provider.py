@@ -1,0 +1,143 @@
+"""The Twilio adapter against Twilio's HTTP API, faked with `responses`."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+import responses
+from sqlalchemy import select
+
+from chatman.messaging.providers import OutboundMessage, TwilioProvider
+
+SID = "AC" + "1" * 32
+URL = f"https://api.twilio.com/2010-04-01/Accounts/{SID}/Messages.json"
+
+
+def created(sid="SM" + "a" * 32):
+    return {
+        "sid": sid,
+        "status": "queued",
+        "account_sid": SID,
+        "to": "whatsapp:+919820012345",
+        "from": "whatsapp:+14155238886",
+        "direction": "outbound-api",
+    }
+
+
+def error(status, code, message="error"):
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+@pytest.fixture
+def twilio():
+    return TwilioProvider(SID, "token", from_="+14155238886", backoff_s=0, timeout=2)
+
+
+def form(call) -> dict:
+    return {k: v[0] for k, v in parse_qs(call.request.body).items()}
+
+
+@responses.activate
+def test_template_send_uses_content_sid_and_variables(twilio):
+    responses.post(URL, json=created(), status=201)
+    result = twilio.send(
+        OutboundMessage(
+            to="+919820012345",
+            content_sid="HX" + "b" * 32,
+            content_variables={"1": "Asha"},
+            status_callback="https://chat.example/webhooks/twilio/status",
+        )
+    )
+    assert result.ok and result.sid == "SM" + "a" * 32
+    sent = form(responses.calls[0])
+    assert sent["To"] == "whatsapp:+919820012345" and sent["From"] == "whatsapp:+14155238886"
+    assert sent["ContentSid"] == "HX" + "b" * 32 and json.loads(sent["ContentVariables"]) == {"1": "Asha"}
+    assert sent["StatusCallback"] == "https://chat.example/webhooks/twilio/status"
+    assert "Body" not in sent
+    assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
+
+
+@responses.activate
+def test_free_text_send_uses_body_and_a_messaging_service():
+    provider = TwilioProvider(SID, "token", messaging_service_sid="MG" + "c" * 32, backoff_s=0)
+    responses.post(URL, json=created(), status=201)
+    assert provider.send(OutboundMessage(to="+919820012345", body="Thanks!")).ok
+    sent = form(responses.calls[0])
+    assert sent["Body"] == "Thanks!" and sent["MessagingServiceSid"] == "MG" + "c" * 32 and "From" not in sent
+
+
+@responses.activate
+def test_429_then_success_is_retried(twilio):
+    responses.post(URL, json=error(429, 20429, "Too Many Requests"), status=429)
+    responses.post(URL, json=created(), status=201)
+    result = twilio.send(OutboundMessage(to="+919820012345", body="hi"))
+    assert result.ok and len(responses.calls) == 2
+
+
+@responses.activate
+def test_500_three_times_is_a_retryable_failure_after_bounded_tries(twilio):
+    for _ in range(3):
+        responses.post(URL, json=error(500, 20500, "Internal Server Error"), status=500)
+    result = twilio.send(OutboundMessage(to="+919820012345", body="hi"))
+    assert not result.ok and result.retryable and result.error_code == "20500"
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_permanent_error_is_not_retried(twilio):
+    responses.post(URL, json=error(400, 63024, "Invalid message recipient"), status=400)
+    result = twilio.send(OutboundMessage(to="+919820012345", body="hi"))
+    assert (result.ok, result.retryable, result.error_code) == (False, False, "63024")
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_timeouts_are_retried_then_reported(twilio):
+    responses.post(URL, body=requests.exceptions.ReadTimeout("read timed out"))
+    responses.post(URL, json=created(), status=201)
+    assert twilio.send(OutboundMessage(to="+919820012345", body="hi")).ok
+    responses.reset()
+    for _ in range(3):
+        responses.post(URL, body=requests.exceptions.ConnectTimeout("connect timed out"))
+    result = twilio.send(OutboundMessage(to="+919820012345", body="hi"))
+    assert (result.ok, result.retryable, result.error_code) == (False, True, "timeout")
+
+
+@responses.activate
+def test_opt_out_code_fails_the_row_and_makes_the_contact_dnd(app, session, twilio):
+    from chatman.campaigns import lifecycle
+    from chatman.campaigns.audience import freeze_page
+    from chatman.campaigns.dispatch import pending_batches, send_batch
+    from chatman.contacts import segments
+    from chatman.contacts.models import Contact
+    from chatman.ledger import counters
+    from chatman.ledger.models import Message
+    from chatman.timeutils import utcnow
+    from tests.factories import make_contact
+
+    person = make_contact(session, name="Asha")
+    seg = segments.create_segment(session, {"name": "s", "kind": "static"})
+    segments.add_members(session, seg.id, [person.id])
+    person.last_inbound_at = utcnow()
+    campaign = lifecycle.create_campaign(session, {"name": "c", "body": "hi", "include_segments": [seg.id]})
+    run = lifecycle.launch(session, campaign.id)
+    freeze_page(session, run, lifecycle.campaign_step(session, campaign.id))
+    session.commit()
+    responses.post(URL, json=error(400, 21610, "Attempt to send to unsubscribed recipient"), status=400)
+    (ids,) = list(pending_batches(session, run.id))
+    result = send_batch(session, ids, twilio)
+    assert result.failed == 1
+    session.expire_all()
+    message = session.scalar(select(Message))
+    assert (message.status, message.error_code) == ("failed", "21610")
+    contact = session.get(Contact, person.id)
+    assert (contact.dnd, contact.dnd_reason) == (True, "opt_out")
+    assert counters.differences(session, campaign.id) == []
