@@ -72,16 +72,7 @@ def stored(session: Session, campaign_id: int | None = None) -> dict[Key, int]:
 
 def recount(session: Session, campaign_id: int | None = None) -> dict[Key, int]:
     """Counters computed afresh from the message rows (grouped in SQL, streamed)."""
-    query = select(
-        Message.campaign_id,
-        Message.run_id,
-        Message.step_id,
-        Message.status,
-        Message.skip_reason,
-        Message.error_code,
-        Message.submitted_at.is_not(None),
-        func.count(),
-    ).group_by(
+    groups = (
         Message.campaign_id,
         Message.run_id,
         Message.step_id,
@@ -90,6 +81,7 @@ def recount(session: Session, campaign_id: int | None = None) -> dict[Key, int]:
         Message.error_code,
         Message.submitted_at.is_not(None),
     )
+    query = select(*groups, func.count()).group_by(*groups)
     if campaign_id is not None:
         query = query.where(Message.campaign_id == campaign_id)
     counts: Counter[Key] = Counter()
