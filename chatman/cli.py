@@ -172,6 +172,7 @@ def worker_command(burst: bool) -> None:
     from chatman.jobs import run_worker
 
     logging.basicConfig(level=logging.INFO)
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # a dozen lines per send
     run_worker(redis_client(), burst=burst)
 
 
@@ -182,7 +183,7 @@ def clock_command(ticks: int | None) -> None:
     from chatman import clock
 
     logging.basicConfig(level=logging.INFO)
-    tasks = [clock.launch_due_campaigns(database(), redis_client())]
+    tasks = clock.default_tasks(database(), redis_client(), settings().stale_claim_s)
     clock.run(redis_client(), tasks, settings().clock_interval_s, ticks=ticks)
 
 

@@ -14,10 +14,13 @@ from datetime import datetime, timedelta
 
 from redis import Redis
 
-from chatman.campaigns import lifecycle
+from chatman import inbox, jobs
+from chatman.campaigns import dispatch, lifecycle
 from chatman.db import Database
 from chatman.errors import Conflict
 from chatman.jobs import enqueue_dispatch
+from chatman.ledger import sending
+from chatman.ledger.status import sids_with_pending_events
 from chatman.timeutils import utcnow
 
 HEARTBEAT_KEY = "chatman:clock:last_tick"
@@ -26,7 +29,7 @@ STALE_FREEZE = timedelta(minutes=2)
 log = logging.getLogger(__name__)
 
 # Each task takes the tick time and returns how much work it enqueued. Later features
-# (recurring occurrences, drip steps, stale claims) register here too.
+# (recurring occurrences, drip steps) register here too.
 TickTask = Callable[[datetime], int]
 
 
@@ -83,3 +86,51 @@ def launch_due_campaigns(db: Database, connection: Redis) -> TickTask:
 
     task.__name__ = "launch_due_campaigns"
     return task
+
+
+def recover_stale_sends(db: Database, connection: Redis, stale_after_s: float) -> TickTask:
+    """Tick task: settle claims whose batch died, and re-dispatch sending runs whose batch
+    jobs were lost (pending rows, no progress for as long)."""
+    stale = timedelta(seconds=stale_after_s)
+
+    def task(now: datetime) -> int:
+        enqueued = 0
+        with db.sessionmaker() as session:
+            if sending.stale_claims(session, now - stale, limit=1):
+                cutoff = (now - stale).isoformat()
+                enqueued += jobs.enqueue_once(
+                    connection, jobs.recover_stale_sends, "recover-stale-sends", cutoff
+                )
+            for run_id in dispatch.stalled_runs(session, now - stale):
+                dispatch.mark_progress(session, run_id, now)  # one re-dispatch per quiet period
+                session.commit()
+                enqueued += enqueue_dispatch(connection, run_id, again=True)
+        return enqueued
+
+    task.__name__ = "recover_stale_sends"
+    return task
+
+
+def drain_inboxes(db: Database, connection: Redis) -> TickTask:
+    """Tick task: make sure callbacks waiting in the inbox, or waiting for their sid, get applied
+    (a webhook starts a drain itself; this catches the one that raced the end of a drain)."""
+
+    def task(now: datetime) -> int:
+        enqueued = 0
+        if inbox.backlog(connection, inbox.STATUS):
+            enqueued += jobs.enqueue_status_drain(connection)
+        with db.sessionmaker() as session:
+            if sids_with_pending_events(session, limit=1):
+                enqueued += jobs.enqueue_once(connection, jobs.apply_waiting_events, "apply-waiting-events")
+        return enqueued
+
+    task.__name__ = "drain_inboxes"
+    return task
+
+
+def default_tasks(db: Database, connection: Redis, stale_claim_s: float) -> list[TickTask]:
+    return [
+        launch_due_campaigns(db, connection),
+        recover_stale_sends(db, connection, stale_claim_s),
+        drain_inboxes(db, connection),
+    ]

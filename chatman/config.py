@@ -26,6 +26,23 @@ class SettingsError(ValueError):
     """A setting has a value the application cannot run with."""
 
 
+# WhatsApp's messaging-limit tiers: unique contacts a sender may start conversations with per
+# rolling 24 hours (None: unlimited).
+DAILY_LIMIT_TIERS = (250, 2000, 10_000, 100_000, None)
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    """How the simulated network behaves (SIMULATOR_* settings)."""
+
+    delay_s: float = 1.0  # typical time between two callbacks of one message
+    failure_rate: float = 0.03
+    read_rate: float = 0.6
+    duplicate_rate: float = 0.05
+    disorder_rate: float = 0.05
+    callbacks: bool = True
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -42,6 +59,15 @@ class Settings:
     # Messages per second per sender (WhatsApp's default is 80); 0 lifts the limit.
     sender_rate_per_s: float = 80.0
     import_batch_size: int = 1000
+    # Requests in flight per send batch (the provider's round trip divides throughput by it).
+    send_concurrency: int = 32
+    # A claim older than this belongs to a dead batch; the clock recovers its rows.
+    stale_claim_s: float = 900.0
+    # The sender's messaging-limit tier; launch warns when a campaign would exceed it.
+    sender_daily_limit: int | None = 250
+    # Meta delivers no marketing templates to US (+1) numbers: skip them rather than pay for failures.
+    skip_us_marketing: bool = True
+    simulator: SimulatorSettings = SimulatorSettings()
 
     @property
     def webhook_auth_token(self) -> str:
@@ -79,6 +105,33 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         except ValueError:
             raise SettingsError(f"{name}={raw!r} is not a number") from None
 
+    def flag(name: str, default: bool) -> bool:
+        raw = get(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}={raw!r} is not true or false")
+
+    def rate(name: str, default: float) -> float:
+        value = number(name, default)
+        if not 0 <= value <= 1:
+            raise SettingsError(f"{name}={value} is not a fraction between 0 and 1")
+        return value
+
+    limit_raw = (get("SENDER_DAILY_LIMIT") or "250").replace(",", "").replace("_", "").lower()
+    daily_limit = None if limit_raw == "unlimited" else int(limit_raw) if limit_raw.isdigit() else -1
+    if daily_limit not in DAILY_LIMIT_TIERS:
+        raise SettingsError(
+            f"SENDER_DAILY_LIMIT={get('SENDER_DAILY_LIMIT')!r} is not a WhatsApp tier: "
+            "250, 2000, 10000, 100000 or unlimited"
+        )
+    concurrency = int(number("SEND_CONCURRENCY", Settings.send_concurrency, int))
+    if concurrency < 1:
+        raise SettingsError(f"SEND_CONCURRENCY={concurrency} must be at least 1")
+
     return Settings(
         database_url=normalise_database_url(get("DATABASE_URL") or _default_database_url()),
         redis_url=get("REDIS_URL") or Settings.redis_url,
@@ -93,4 +146,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         clock_interval_s=number("CLOCK_INTERVAL_S", Settings.clock_interval_s),
         sender_rate_per_s=number("SENDER_RATE_PER_S", Settings.sender_rate_per_s),
         import_batch_size=int(number("IMPORT_BATCH_SIZE", Settings.import_batch_size, int)),
+        send_concurrency=concurrency,
+        stale_claim_s=number("STALE_CLAIM_S", Settings.stale_claim_s),
+        sender_daily_limit=daily_limit,
+        skip_us_marketing=flag("SKIP_US_MARKETING", Settings.skip_us_marketing),
+        simulator=SimulatorSettings(
+            delay_s=number("SIMULATOR_DELAY_S", SimulatorSettings.delay_s),
+            failure_rate=rate("SIMULATOR_FAILURE_RATE", SimulatorSettings.failure_rate),
+            read_rate=rate("SIMULATOR_READ_RATE", SimulatorSettings.read_rate),
+            duplicate_rate=rate("SIMULATOR_DUPLICATE_RATE", SimulatorSettings.duplicate_rate),
+            disorder_rate=rate("SIMULATOR_DISORDER_RATE", SimulatorSettings.disorder_rate),
+            callbacks=flag("SIMULATOR_CALLBACKS", SimulatorSettings.callbacks),
+        ),
     )

@@ -1,21 +1,34 @@
 """RQ queues, job entry points and the worker. Jobs stay thin: they call domain functions.
 
 A job runs in a worker process without Flask, so it builds its database and Redis handles
-from the settings once per process.
+from the settings once per process. Every job is safe to run twice: the database decides
+what is done (claims, unique keys), never the queue.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from redis import Redis
 from rq import Queue, Worker
 from rq.exceptions import DuplicateJobError
 
+from chatman import inbox
 from chatman.config import Settings, load_settings
 from chatman.db import Database
 
 QUEUES = ("default",)
+# Longer than any batch takes, shorter than STALE_CLAIM_S: a batch that overruns is killed
+# before the clock treats its rows as abandoned.
+BATCH_TIMEOUT_S = 600
+RETRY_DELAY = timedelta(seconds=5)
+# A send that got no answer is looked up at the provider this much later, once it is settled there.
+SETTLE_DELAY = timedelta(seconds=60)
+log = logging.getLogger(__name__)
 
 
 def queue(connection: Redis, name: str = "default") -> Queue:
@@ -24,6 +37,11 @@ def queue(connection: Redis, name: str = "default") -> Queue:
 
 def run_worker(connection: Redis, burst: bool = False) -> None:
     """Work the queues, with RQ's scheduler so delayed and retried jobs run."""
+    # Imported once here, so the process forked for each job starts with them loaded.
+    import chatman.campaigns.dispatch  # noqa: F401
+    import chatman.messaging.simulator  # noqa: F401
+    import chatman.messaging.twilio  # noqa: F401
+
     Worker([queue(connection, name) for name in QUEUES], connection=connection).work(
         with_scheduler=True, burst=burst
     )
@@ -33,58 +51,52 @@ def worker_count(connection: Redis) -> int:
     return len(Worker.all(connection=connection))
 
 
-def make_provider(settings: Settings, connection: Redis):
-    """Twilio when its credentials are set, else the simulator."""
-    from chatman.messaging.providers import SimulatorProvider, TwilioProvider
-
-    if settings.twilio_account_sid and settings.twilio_auth_token:
-        return TwilioProvider(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            from_=settings.twilio_whatsapp_from,
-            messaging_service_sid=settings.twilio_messaging_service_sid,
-            base_url=settings.twilio_api_base_url,
-        )
-    return SimulatorProvider(connection)
-
-
 @cache
 def _context() -> tuple[Settings, Database, Redis]:
     settings = load_settings()
     return settings, Database(settings.database_url), Redis.from_url(settings.redis_url)
 
 
-def enqueue_dispatch(connection: Redis, run_id: int) -> bool:
-    """Enqueue a run's dispatch unless one is already queued or running; True if enqueued.
+def enqueue_once(connection: Redis, func, job_id: str, *args, at: datetime | None = None, **options) -> bool:
+    """Enqueue unless a job with this id is queued, scheduled or running; True if enqueued.
 
-    A finished or failed dispatch expires within minutes, so the clock can retry a run
-    whose freeze was interrupted.
+    The job's record is dropped as soon as it finishes (result_ttl=0), so the id is free again
+    for the next round of work.
     """
+    q = queue(connection)
+    options = {"job_id": job_id, "unique": True, "result_ttl": 0, "failure_ttl": 300, **options}
     try:
-        queue(connection).enqueue(
-            dispatch_run,
-            run_id,
-            job_id=f"dispatch-run-{run_id}",
-            unique=True,
-            result_ttl=60,
-            failure_ttl=120,
-        )
+        if at is None:
+            q.enqueue(func, *args, **options)
+        else:
+            q.enqueue_at(at, func, *args, **options)
     except DuplicateJobError:
         return False
     return True
 
 
+def enqueue_dispatch(connection: Redis, run_id: int, again: bool = False) -> bool:
+    """Enqueue a run's dispatch (freeze, then batches). `again`: the run stalled, and its
+    first dispatch job may be stuck in a dead worker's registry, so do not wait for it."""
+    if again:
+        queue(connection).enqueue(dispatch_run, run_id, result_ttl=0, failure_ttl=300)
+        return True
+    return enqueue_once(connection, dispatch_run, f"dispatch-run-{run_id}", run_id)
+
+
 def dispatch_run(run_id: int) -> int:
     """Freeze a run's audience and enqueue its send batches; safe to run again."""
-    from chatman.campaigns.dispatch import freeze_run, pending_batches
+    from chatman.campaigns.dispatch import finish_run, freeze_run, pending_batches
 
     _, db, connection = _context()
     with db.sessionmaker() as session:
         freeze_run(session, run_id)
         jobs = [
-            Queue.prepare_data(send_batch, args=(run_id, ids), result_ttl=60)
+            Queue.prepare_data(send_batch, args=(run_id, ids), result_ttl=0, timeout=BATCH_TIMEOUT_S)
             for ids in pending_batches(session, run_id)
         ]
+        if not jobs:
+            finish_run(session, run_id)
     q = queue(connection)
     for start in range(0, len(jobs), 500):
         q.enqueue_many(jobs[start : start + 500])
@@ -92,22 +104,127 @@ def dispatch_run(run_id: int) -> int:
 
 
 def send_batch(run_id: int, message_ids: list[int]) -> dict:
+    from chatman.campaigns.dispatch import SendOptions, finish_run
     from chatman.campaigns.dispatch import send_batch as send
+    from chatman.messaging.providers import make_provider
     from chatman.messaging.ratelimit import RateLimiter
 
     settings, db, connection = _context()
     provider = make_provider(settings, connection)
     limiter = RateLimiter(connection, provider.name, settings.sender_rate_per_s)
-    callback = settings.public_base_url + "/webhooks/twilio/status"
+    options = SendOptions(
+        status_callback=settings.public_base_url + "/webhooks/twilio/status",
+        concurrency=settings.send_concurrency,
+        skip_us_marketing=settings.skip_us_marketing,
+    )
     with db.sessionmaker() as session:
-        result = send(session, message_ids, provider, limiter, status_callback=callback)
-    if result.retry:
-        from datetime import timedelta
-
-        queue(connection).enqueue_in(timedelta(seconds=5), send_batch, run_id, result.retry)
+        result = send(session, message_ids, provider, limiter, options)
+        if result.retry:
+            queue(connection).enqueue_in(
+                RETRY_DELAY, send_batch, run_id, result.retry, result_ttl=0, job_timeout=BATCH_TIMEOUT_S
+            )
+        if result.ambiguous:
+            queue(connection).enqueue_in(SETTLE_DELAY, settle_rows, result.ambiguous, result_ttl=0)
+        if not (result.retry or result.ambiguous):
+            for run in result.runs:
+                finish_run(session, run)
+    if result.submitted and provider.name == "simulator":
+        enqueue_once(connection, simulate_callbacks, "simulator-callbacks")
     return {
         "submitted": result.submitted,
         "skipped": result.skipped,
         "failed": result.failed,
+        "released": result.released,
         "retry": len(result.retry),
+    }
+
+
+def enqueue_status_drain(connection: Redis) -> bool:
+    return enqueue_once(connection, apply_status_events, "apply-status-events")
+
+
+def apply_status_events(batch: int = 1000) -> int:
+    """Apply the status callbacks waiting in the inbox, a batch per transaction."""
+    from chatman.ledger.status import record_many
+    from chatman.messaging.twilio_events import parse_status
+
+    _, db, connection = _context()
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    applied = 0
+    while True:
+        entries = inbox.read(connection, inbox.STATUS, consumer, batch)
+        if not entries:
+            # Clear the flag, then look once more: an event added in between is not stranded.
+            inbox.stop_kicking(connection, inbox.STATUS)
+            entries = inbox.read(connection, inbox.STATUS, consumer, batch)
+            if not entries:
+                return applied
+        events = [e for e in (parse_status(fields) for _, fields in entries) if e is not None]
+        with db.sessionmaker() as session:
+            record_many(session, events)
+            session.commit()
+        inbox.ack(connection, inbox.STATUS, [entry_id for entry_id, _ in entries])
+        applied += len(entries)
+
+
+def apply_waiting_events() -> int:
+    """Apply callbacks that arrived before their sid was recorded and raced the send."""
+    from chatman.ledger.status import apply_pending_events, sids_with_pending_events
+
+    _, db, _ = _context()
+    with db.sessionmaker() as session:
+        moved = apply_pending_events(session, sids_with_pending_events(session))
+        session.commit()
+    return moved
+
+
+def simulate_callbacks() -> int:
+    """Post the simulator's due status callbacks, then come back when the next is due."""
+    import time
+
+    from chatman.messaging.simulator import post_due_callbacks
+
+    settings, _, connection = _context()
+    posted, next_due = post_due_callbacks(connection, settings.webhook_auth_token)
+    if next_due is not None:
+        # At most a second away, so callbacks planned meanwhile by new sends are not held back.
+        at = min(max(next_due, time.time() + 0.2), time.time() + 1)
+        # One continuation per second of due time; this job's own id is not free until it ends.
+        enqueue_once(
+            connection,
+            simulate_callbacks,
+            f"simulator-callbacks-{int(at)}",
+            at=datetime.fromtimestamp(at, UTC),
+        )
+    return posted
+
+
+def settle_rows(message_ids: list[int]) -> dict:
+    """Ask the provider about rows whose send got no answer, then send those it lacks."""
+    return _recover(datetime.now(UTC), message_ids)
+
+
+def recover_stale_sends(claimed_before: str) -> dict:
+    """Settle rows whose batch died (see dispatch.recover_stale_claims) and send the rest."""
+    return _recover(datetime.fromisoformat(claimed_before), None)
+
+
+def _recover(claimed_before: datetime, message_ids: list[int] | None) -> dict:
+    from chatman.campaigns.dispatch import recover_stale_claims
+    from chatman.messaging.providers import make_provider
+
+    settings, db, connection = _context()
+    provider = make_provider(settings, connection)
+    with db.sessionmaker() as session:
+        report = recover_stale_claims(session, provider, claimed_before, ids=message_ids)
+    for run_id in report.runs:
+        enqueue_dispatch(connection, run_id, again=True)
+    if report.found or report.resent or report.released or report.abandoned:
+        log.warning("recovered stale claims: %s", report)
+    return {
+        "released": report.released,
+        "found": report.found,
+        "resent": report.resent,
+        "abandoned": report.abandoned,
+        "unresolved": report.unresolved,
     }

@@ -7,6 +7,8 @@ starts from empty tables (truncation, so that other processes see the same state
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 
@@ -27,6 +29,7 @@ PG_URL = normalise_database_url(
     os.environ.get("TEST_DATABASE_URL", "postgresql://postgres:postgres@127.0.0.1:5432/test")
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def database_url(backend: str, tmp_dir) -> str:
@@ -94,6 +97,78 @@ def redis() -> Iterator[Redis]:
     connection.flushdb()
     yield connection
     connection.flushdb()
+
+
+def worker_env(app: Flask, **overrides: str) -> dict[str, str]:
+    """The environment of a real worker process on the test database and Redis. Every
+    setting a developer's .env could set is pinned, so tests never reach a real provider."""
+    settings = app.extensions["chatman.settings"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": REDIS_URL,
+        "SECRET_KEY": settings.secret_key,
+        "PUBLIC_BASE_URL": settings.public_base_url,
+        "SENDER_RATE_PER_S": "0",
+        "TWILIO_ACCOUNT_SID": "",
+        "TWILIO_AUTH_TOKEN": "",
+        "TWILIO_WHATSAPP_FROM": "",
+        "TWILIO_MESSAGING_SERVICE_SID": "",
+        "SIMULATOR_CALLBACKS": "false",
+    }
+    return env | overrides
+
+
+def worker_command() -> list[str]:
+    return [sys.executable, "-m", "flask", "--app", "app", "worker"]
+
+
+@pytest.fixture
+def run_worker(app: Flask):
+    """Run a real RQ worker (`flask worker --burst`) until the queues are empty."""
+
+    def run(timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [*worker_command(), "--burst"],
+            cwd=ROOT,
+            env=worker_env(app, **env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def _stub_process():
+    from tests.twilio_stub import start_stub
+
+    with start_stub() as stub:
+        yield stub
+
+
+@pytest.fixture
+def twilio_stub(_stub_process):
+    """The local stand-in for Twilio's REST API (tests/twilio_stub.py), empty for each test."""
+    _stub_process.reset()
+    yield _stub_process
+    _stub_process.reset()
+
+
+TWILIO_ACCOUNT = "AC" + "f" * 32
+
+
+def twilio_env(stub) -> dict[str, str]:
+    """Worker settings that send through the Twilio adapter to the stub."""
+    return {
+        "TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT,
+        "TWILIO_AUTH_TOKEN": "stub-auth-token",
+        "TWILIO_WHATSAPP_FROM": "+14155238886",
+        "TWILIO_API_BASE_URL": stub.base_url,
+    }
 
 
 @pytest.fixture

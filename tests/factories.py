@@ -66,3 +66,37 @@ def make_submitted_run(session: Session, recipients: int):
     )
     session.commit()
     return campaign, run, step, messages
+
+
+def make_audience(session: Session, size: int):
+    """`size` contacts +919800000000.. (every 10th DND, every 3rd in Delhi, the rest in Pune),
+    and two dynamic segments: everyone, and Delhi."""
+    import io
+
+    from sqlalchemy import update
+
+    from chatman.contacts import segments
+    from chatman.contacts.csv_import import import_contacts
+    from chatman.contacts.models import Contact
+
+    rows = "".join(f"+9198{i:08d},Customer {i},{'Pune' if i % 3 else 'Delhi'}\n" for i in range(size))
+    import_contacts(session, io.BytesIO(("phone,name,city\n" + rows).encode()), default_region=None)
+    session.execute(update(Contact).where(Contact.id % 10 == 0).values(dnd=True, dnd_reason="opt_out"))
+    everyone = segments.create_segment(
+        session,
+        {
+            "name": "all",
+            "kind": "dynamic",
+            "rules": {"all": [{"field": "phone", "op": "starts_with", "value": "+91"}]},
+        },
+    )
+    delhi = segments.create_segment(
+        session,
+        {
+            "name": "delhi",
+            "kind": "dynamic",
+            "rules": {"all": [{"field": "attributes.city", "op": "eq", "value": "Delhi"}]},
+        },
+    )
+    session.commit()
+    return everyone, delhi

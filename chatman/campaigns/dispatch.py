@@ -1,51 +1,65 @@
-"""Sending a run: freeze its audience, then send batches of claimed ledger rows.
+"""Sending a run: freeze its audience, send batches of claimed ledger rows, finish the run.
 
-A batch claims its rows with one conditional UPDATE (only pending rows, under a fresh
-token), re-checks DND, the 24-hour window and template approval at send time, submits to
-the provider concurrently under the sender's rate limit, and records each result with its
-counter change. Rows another batch claimed are left alone.
+A batch claims its rows with one conditional UPDATE under a fresh token, re-checks DND, the
+24-hour window and template approval at send time, then hands rows to the provider a group
+at a time: each group is marked handed (committed) before the provider call and its answers
+are recorded right after, so a batch killed half-way leaves rows whose fate recovery can
+settle without sending anything twice (`recover_stale_claims`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from chatman.campaigns.audience import freeze_page
 from chatman.campaigns.lifecycle import campaign_step
 from chatman.campaigns.models import Campaign, CampaignRun, CampaignStep
+from chatman.contacts.dnd import set_dnd
 from chatman.contacts.models import Contact
-from chatman.ledger import counters, states
+from chatman.ledger import sending, states
 from chatman.ledger.models import Message
-from chatman.ledger.status import apply_waiting
 from chatman.messaging.models import Template
-from chatman.messaging.providers import OPT_OUT_CODES, OutboundMessage, Provider, SendResult
+from chatman.messaging.providers import OPT_OUT_CODES, OutboundMessage, Provider
 from chatman.messaging.ratelimit import RateLimiter
 from chatman.messaging.rendering import MissingVariable, render, resolve, tag_links
 from chatman.timeutils import utcnow
 
 BATCH_SIZE = 250
+# Rows handed to the provider between two commits: what a crash can leave undecided.
+GROUP_SIZE = 100
 MAX_ATTEMPTS = 5
 WINDOW = timedelta(hours=24)
-CONCURRENCY = 16
 
 
-def freeze_run(session: Session, run_id: int) -> int:
+@dataclass(frozen=True)
+class SendOptions:
+    status_callback: str | None = None
+    concurrency: int = 32
+    skip_us_marketing: bool = True
+
+
+def freeze_run(session: Session, run_id: int, now: datetime | None = None) -> int:
     """Freeze the whole audience page by page, committing each page; returns rows added."""
     run = session.get(CampaignRun, run_id)
     step = campaign_step(session, run.campaign_id)
     total = 0
-    while added := freeze_page(session, run, step):
+    while run.status == "freezing" and (added := freeze_page(session, run, step)):
         session.commit()
+        session.refresh(run)  # a cancel stops the freeze
         total += added
-    if run.status == "freezing":
+    if run.status == "cancelled":
+        sending.skip_pending(session, [run.id], "cancelled")
+    elif run.status == "freezing":
         run.status = "sending"
+    run.progress_at = now or utcnow()
     session.commit()
     return total
 
@@ -70,42 +84,34 @@ class BatchResult:
     submitted: int = 0
     skipped: int = 0
     failed: int = 0
+    released: int = 0  # put back to pending by a pause
     retry: list[int] = field(default_factory=list)
-
-
-def _transition(session: Session, row, status: str, **values) -> None:
-    """Move one claimed row and change its counters in the same transaction."""
-    session.execute(
-        update(Message).where(Message.id == row.id).values(status=status, claim_token=None, **values)
-    )
-    submitted = values.get("submitted_at") is not None
-    before = counters.metrics_of(states.CLAIMED, None, None, False)
-    after = counters.metrics_of(status, values.get("skip_reason"), values.get("error_code"), submitted)
-    counters.apply(session, [(row.campaign_id, row.run_id, row.step_id, counters.delta(before, after))])
+    ambiguous: list[int] = field(default_factory=list)  # no answer: to be looked up later
+    runs: set[int] = field(default_factory=set)
 
 
 def send_batch(
     session: Session,
-    message_ids: list[int],
+    message_ids: Sequence[int],
     provider: Provider,
     limiter: RateLimiter | None = None,
-    status_callback: str | None = None,
+    options: SendOptions | None = None,
     now: datetime | None = None,
 ) -> BatchResult:
+    options = options or SendOptions()
     now = now or utcnow()
     token = str(uuid.uuid4())
-    session.execute(
-        update(Message)
-        .where(Message.id.in_(message_ids), Message.status == states.PENDING)
-        .values(status=states.CLAIMED, claim_token=token, claimed_at=now, attempts=Message.attempts + 1)
-    )
-    session.commit()  # the claim is durable before anything leaves
+    result = BatchResult()
+    if not sending.claim(session, message_ids, token, now):
+        session.commit()
+        return result
     rows = session.execute(
         select(
             Message.id,
             Message.campaign_id,
             Message.run_id,
             Message.step_id,
+            Message.contact_id,
             Message.attempts,
             Contact,
             CampaignStep,
@@ -118,79 +124,103 @@ def send_batch(
         .where(Message.claim_token == token)
         .order_by(Message.id)
     ).all()
+    result.runs = {r.run_id for r in rows}
+    session.execute(update(CampaignRun).where(CampaignRun.id.in_(result.runs)).values(progress_at=now))
+    session.commit()  # the claim is durable before anything leaves
+
     templates = {
         t.id: t
         for t in session.scalars(
             select(Template).where(Template.id.in_({r.CampaignStep.template_id for r in rows} - {None}))
         )
     }
-    result = BatchResult()
-    outgoing: list[tuple] = []
+    skipped: dict[str, list[sending.ClaimedRow]] = defaultdict(list)
+    paused: list[int] = []
+    outgoing: list[tuple[sending.ClaimedRow, OutboundMessage]] = []
     for row in rows:
-        contact, step = row.Contact, row.CampaignStep
+        claimed = sending.ClaimedRow(
+            row.id, row.campaign_id, row.run_id, row.step_id, row.contact_id, row.attempts
+        )
         if row.campaign_status == "paused":
-            session.execute(
-                update(Message).where(Message.id == row.id).values(status=states.PENDING, claim_token=None)
-            )
+            paused.append(row.id)
             continue
-        reason = _skip_reason(row, contact, step, templates, now)
-        message = None
+        reason = skip_reason(row.campaign_status, row.Contact, row.CampaignStep, templates, now, options)
         if reason is None:
             try:
-                message = _outbound(contact, step, templates, row.utm_campaign, status_callback)
+                message = _outbound(row.Contact, row.CampaignStep, templates, row.utm_campaign, options)
             except MissingVariable:
                 reason = "missing_variable"
-        if reason is not None:
-            _transition(session, row, states.SKIPPED, skip_reason=reason)
-            result.skipped += 1
+        if reason is None:
+            outgoing.append((claimed, message))
         else:
-            outgoing.append((row, message))
+            skipped[reason].append(claimed)
+    result.released = sending.release(session, token, paused, refund=True)
+    for reason, group in skipped.items():
+        result.skipped += sending.skip(session, token, group, reason)
     session.commit()
 
-    for (row, _), sent in zip(outgoing, _submit(provider, [m for _, m in outgoing], limiter), strict=True):
-        if sent.ok:
-            _transition(session, row, states.SUBMITTED, provider_sid=sent.sid, submitted_at=utcnow())
-            apply_waiting(session, sent.sid)
-            result.submitted += 1
-        elif sent.retryable and row.attempts < MAX_ATTEMPTS:
-            session.execute(
-                update(Message)
-                .where(Message.id == row.id)
-                .values(status=states.PENDING, claim_token=None, error_code=sent.error_code)
-            )
-            result.retry.append(row.id)
-        else:
-            _transition(
-                session,
-                row,
-                states.FAILED,
-                error_code=sent.error_code,
-                error_message=sent.error_message,
-                failed_at=utcnow(),
-            )
-            if sent.error_code in OPT_OUT_CODES:
-                session.execute(
-                    update(Contact)
-                    .where(Contact.id == row.Contact.id, Contact.dnd.is_(False))
-                    .values(dnd=True, dnd_reason="opt_out", dnd_at=now)
-                )
-            result.failed += 1
-    session.commit()
+    with ThreadPoolExecutor(options.concurrency) as pool:
+        for start in range(0, len(outgoing), GROUP_SIZE):
+            group = outgoing[start : start + GROUP_SIZE]
+            while group:
+                granted = limiter.acquire(len(group)) if limiter else len(group)
+                _send_group(session, token, group[:granted], provider, pool, result)
+                group = group[granted:]
     return result
 
 
-def _skip_reason(
-    row, contact: Contact, step: CampaignStep, templates: dict[int, Template], now: datetime
+def _send_group(
+    session: Session,
+    token: str,
+    group: list[tuple[sending.ClaimedRow, OutboundMessage]],
+    provider: Provider,
+    pool: ThreadPoolExecutor,
+    result: BatchResult,
+) -> None:
+    owned = sending.hand(session, token, [row.id for row, _ in group], utcnow())
+    session.commit()
+    group = [(row, message) for row, message in group if row.id in owned]
+    answers = list(pool.map(provider.send, [message for _, message in group]))
+    submitted, retry, failed = [], [], []
+    for (row, _), answer in zip(group, answers, strict=True):
+        if answer.ambiguous:  # stays claimed and handed until the provider is asked
+            result.ambiguous.append(row.id)
+        elif answer.ok:
+            submitted.append((row, answer.sid))
+        elif answer.retryable and row.attempts < MAX_ATTEMPTS:
+            retry.append(sending.Failure(row, answer.error_code, answer.error_message))
+        else:
+            failed.append(sending.Failure(row, answer.error_code, answer.error_message))
+    recorded = sending.record_results(session, token, submitted, retry, failed, now=utcnow())
+    set_dnd(session, [f.row.contact_id for f in failed if f.code in OPT_OUT_CODES], "opt_out")
+    session.commit()
+    result.submitted += recorded.submitted
+    result.failed += recorded.failed
+    result.retry += [f.row.id for f in retry]
+
+
+def skip_reason(
+    campaign_status: str,
+    contact: Contact,
+    step: CampaignStep,
+    templates: dict[int, Template],
+    now: datetime,
+    options: SendOptions,
 ) -> str | None:
-    if row.campaign_status == "cancelled":
+    """Why this contact must not get this step now, or None. Checked at send time."""
+    if campaign_status == "cancelled":
         return "cancelled"
     if contact.dnd:
         return "dnd"
     if step.template_id is None:
         if contact.last_inbound_at is None or now - contact.last_inbound_at > WINDOW:
             return "outside_window"
-    elif templates[step.template_id].status != "approved":
+        return None
+    template = templates[step.template_id]
+    if template.status != "approved":
         return "template_not_approved"
+    if options.skip_us_marketing and template.category == "marketing" and contact.phone.startswith("+1"):
+        return "us_marketing"
     return None
 
 
@@ -199,46 +229,156 @@ def _outbound(
     step: CampaignStep,
     templates: dict[int, Template],
     utm: str | None,
-    status_callback: str | None,
+    options: SendOptions,
 ) -> OutboundMessage:
+    callback = options.status_callback
     if step.template_id is None:
-        return OutboundMessage(
-            to=contact.phone, body=tag_links(step.body, utm), status_callback=status_callback
-        )
+        return OutboundMessage(to=contact.phone, body=tag_links(step.body, utm), status_callback=callback)
     template = templates[step.template_id]
-    values = resolve(template.variables or {}, contact)
-    values = {k: tag_links(v, utm) for k, v in values.items()}
+    values = {k: tag_links(v, utm) for k, v in resolve(template.variables or {}, contact).items()}
     if template.content_sid:
         return OutboundMessage(
             to=contact.phone,
             content_sid=template.content_sid,
             content_variables=values,
-            status_callback=status_callback,
+            status_callback=callback,
         )
     return OutboundMessage(
-        to=contact.phone, body=tag_links(render(template.body, values), utm), status_callback=status_callback
+        to=contact.phone, body=tag_links(render(template.body, values), utm), status_callback=callback
     )
 
 
-def _submit(
-    provider: Provider, messages: list[OutboundMessage], limiter: RateLimiter | None
-) -> list[SendResult]:
-    """Send concurrently, in order of results, within the sender's rate."""
-    results: list[SendResult] = []
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        start = 0
-        while start < len(messages):
-            granted = limiter.acquire(len(messages) - start) if limiter else len(messages) - start
-            results += pool.map(provider.send, messages[start : start + granted])
-            start += granted
-    return results
-
-
-def run_finished(session: Session, run_id: int) -> bool:
-    """True once no row of the run is waiting to be sent or in a send."""
-    waiting = session.scalar(
-        select(func.count())
-        .select_from(Message)
-        .where(Message.run_id == run_id, Message.status.in_((states.PENDING, states.CLAIMED)))
+def finish_run(session: Session, run_id: int, now: datetime | None = None) -> bool:
+    """Complete a sending run once every row is decided (none pending or claimed), and its
+    campaign once every run is over. Delivery reports keep arriving afterwards."""
+    now = now or utcnow()
+    undecided = session.scalar(
+        select(exists().where(Message.run_id == run_id, Message.status.in_((states.PENDING, states.CLAIMED))))
     )
-    return waiting == 0
+    if undecided:
+        return False
+    run = session.get(CampaignRun, run_id)
+    moved = session.execute(
+        update(CampaignRun)
+        .where(CampaignRun.id == run_id, CampaignRun.status == "sending")
+        .values(status="completed", completed_at=now)
+    ).rowcount
+    if moved:
+        still_open = exists().where(
+            CampaignRun.campaign_id == run.campaign_id, CampaignRun.status.in_(("freezing", "sending"))
+        )
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == run.campaign_id, Campaign.status == "running", ~still_open)
+            .values(status="completed", completed_at=now)
+        )
+    session.commit()
+    return bool(moved)
+
+
+def stalled_runs(session: Session, quiet_since: datetime) -> list[int]:
+    """Sending runs of running campaigns with pending rows and no progress since
+    `quiet_since`: their batch jobs were lost (Redis restarted, a worker died)."""
+    return list(
+        session.scalars(
+            select(CampaignRun.id)
+            .join(Campaign, Campaign.id == CampaignRun.campaign_id)
+            .where(
+                CampaignRun.status == "sending",
+                Campaign.status == "running",
+                (CampaignRun.progress_at < quiet_since) | CampaignRun.progress_at.is_(None),
+                exists().where(Message.run_id == CampaignRun.id, Message.status == states.PENDING),
+            )
+        )
+    )
+
+
+def mark_progress(session: Session, run_id: int, now: datetime) -> None:
+    session.execute(update(CampaignRun).where(CampaignRun.id == run_id).values(progress_at=now))
+
+
+@dataclass
+class Recovery:
+    released: int = 0  # claimed but never handed over: back to pending
+    found: int = 0  # handed over, and the provider has it: recorded as submitted
+    resent: int = 0  # handed over, the provider never got it: back to pending
+    unresolved: int = 0  # the provider could not be asked: left for the next try
+    abandoned: int = 0  # its batches died MAX_ATTEMPTS times: failed, not tried again
+    runs: set[int] = field(default_factory=set)
+
+
+def recover_stale_claims(
+    session: Session,
+    provider: Provider,
+    claimed_before: datetime,
+    ids: Sequence[int] | None = None,
+    lookups: int = 8,
+) -> Recovery:
+    """Settle claimed rows (all claimed before `claimed_before`, or just `ids`) that no batch
+    will finish: never handed -> pending; handed -> ask the provider whether it has the
+    message (then it is submitted) or not (then it goes back to pending, to be sent)."""
+    report = Recovery()
+    seen: set[int] = set()
+    while stale := [
+        s for s in sending.stale_claims(session, claimed_before, ids=ids) if s.row.id not in seen
+    ]:
+        seen.update(s.row.id for s in stale)
+        report.runs.update(s.row.run_id for s in stale)
+        by_token: dict[str, list[int]] = defaultdict(list)
+        for s in stale:
+            if s.handed_at is None and s.row.attempts < MAX_ATTEMPTS:
+                by_token[s.token].append(s.row.id)
+            elif s.handed_at is None:
+                report.abandoned += _abandon(session, s)
+        for token, ids in by_token.items():
+            report.released += sending.release(session, token, ids)
+        session.commit()
+        handed = [s for s in stale if s.handed_at is not None]
+        phones = dict(
+            session.execute(
+                select(Contact.id, Contact.phone).where(Contact.id.in_({s.row.contact_id for s in handed}))
+            ).all()
+        )
+
+        with ThreadPoolExecutor(lookups) as pool:
+            answers = list(
+                pool.map(
+                    _ask,
+                    [provider] * len(handed),
+                    [phones[h.row.contact_id] for h in handed],
+                    [h.handed_at for h in handed],
+                )
+            )
+        candidates = {sid for found in answers if found for sid in found}
+        taken = set(session.scalars(select(Message.provider_sid).where(Message.provider_sid.in_(candidates))))
+        for claim, found in zip(handed, answers, strict=True):
+            if found is None:
+                report.unresolved += 1
+                continue
+            sid = next((s for s in found if s not in taken), None)
+            if sid is not None:
+                taken.add(sid)
+                report.found += sending.record_results(
+                    session, claim.token, submitted=[(claim.row, sid)], now=utcnow()
+                ).submitted
+            elif claim.row.attempts >= MAX_ATTEMPTS:
+                report.abandoned += _abandon(session, claim)
+            else:
+                report.resent += sending.record_results(
+                    session, claim.token, retry=[sending.Failure(claim.row, None)], now=utcnow()
+                ).retry
+        session.commit()
+    return report
+
+
+def _abandon(session: Session, claim: sending.StaleClaim) -> int:
+    """A row whose every batch died (it may be what kills them): fail it, visibly."""
+    failure = sending.Failure(claim.row, "abandoned", f"its send batch died {claim.row.attempts} times")
+    return sending.record_results(session, claim.token, failed=[failure], now=utcnow()).failed
+
+
+def _ask(provider: Provider, phone: str, since: datetime) -> list[str] | None:
+    try:
+        return provider.lookup(phone, since)
+    except Exception:  # the provider cannot be asked now: the next recovery asks again
+        return None

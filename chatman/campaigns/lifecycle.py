@@ -15,6 +15,7 @@ from chatman.campaigns.models import Campaign, CampaignRun, CampaignSegment, Cam
 from chatman.contacts.fields import validate_timezone
 from chatman.contacts.models import Segment
 from chatman.errors import Conflict, Invalid, NotFound
+from chatman.ledger import sending
 from chatman.messaging.models import Template
 from chatman.timeutils import utcnow
 
@@ -196,5 +197,23 @@ def set_status(session: Session, campaign_id: int, action: str) -> Campaign:
     campaign = get_campaign(session, campaign_id)
     if campaign.status not in sources:
         raise Conflict(f"campaign {campaign_id} is {campaign.status}; cannot {action}")
-    campaign.status = target
+    won = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == campaign.status)
+        .values(status=target)
+    ).rowcount
+    if not won:
+        raise Conflict(f"campaign {campaign_id} changed meanwhile; try again")
+    if action == "cancel":
+        # Rows no batch has taken are skipped now; batches already sending finish their rows.
+        runs = list(
+            session.scalars(
+                select(CampaignRun.id).where(
+                    CampaignRun.campaign_id == campaign_id, CampaignRun.status.in_(("freezing", "sending"))
+                )
+            )
+        )
+        sending.skip_pending(session, runs, "cancelled")
+        session.execute(update(CampaignRun).where(CampaignRun.id.in_(runs)).values(status="cancelled"))
+    session.refresh(campaign)
     return campaign

@@ -34,6 +34,7 @@ class Campaign(Base):
     # UTC instant, and the zone the marketer entered it in (shown back in that zone).
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     timezone: Mapped[str | None] = mapped_column(String(64))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -86,5 +87,8 @@ class CampaignRun(Base):
     status: Mapped[str] = mapped_column(String(16), default="freezing")
     # Keyset cursor of the audience freeze, so an interrupted freeze resumes where it stopped.
     frozen_through: Mapped[int] = mapped_column(Id, default=0)
+    # Last time batches were enqueued or claimed rows: a sending run whose progress stopped
+    # (its jobs were lost) is dispatched again by the clock.
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

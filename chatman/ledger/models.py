@@ -18,6 +18,8 @@ class Message(Base):
         UniqueConstraint("run_id", "step_id", "contact_id", name="uq_messages_recipient"),
         Index("ix_messages_run_status", "run_id", "status"),
         Index("ix_messages_status_claimed_at", "status", "claimed_at"),
+        # Unique contacts reached in the last 24 h (the sender's messaging limit).
+        Index("ix_messages_submitted_at", "submitted_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -33,6 +35,9 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claim_token: Mapped[str | None] = mapped_column(String(36))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set just before the row goes to the provider. A claimed row with handed_at set and no
+    # result may have been sent: recovery asks the provider instead of sending it again.
+    handed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,12 +1,21 @@
-"""Applying provider status callbacks to the ledger: kept, deduplicated, forward only."""
+"""Applying provider status callbacks to the ledger: kept, deduplicated, forward only.
+
+Callbacks are applied in batches: every callback is stored once in `message_events`
+(unique on sid and status), then the unapplied events of each known sid are folded onto its
+message row, which only ever moves forward. Events for a sid we do not know yet stay
+unapplied until the sid appears (`apply_pending_events` is called when it does, and the
+clock sweeps up any that a race left behind).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from chatman.dialects import insert_ignore
@@ -33,89 +42,163 @@ class StatusUpdate:
     payload: dict[str, Any] | None = None
 
 
-def record(session: Session, event: StatusUpdate, now: datetime | None = None) -> str:
-    """Keep `event` and apply it; returns duplicate, applied, unchanged or waiting (unknown sid)."""
+@dataclass
+class Outcome:
+    stored: int = 0  # new (sid, status) pairs kept
+    duplicates: int = 0  # seen before: nothing changed
+    moved: int = 0  # message rows that moved forward
+    waiting: set[str] = field(default_factory=set)  # sids not known yet
+
+
+def record_many(session: Session, events: Sequence[StatusUpdate], now: datetime | None = None) -> Outcome:
+    """Keep `events` (once per sid and status) and apply them; the caller commits."""
     now = now or utcnow()
-    stored = insert_ignore(
-        session,
-        MessageEvent,
-        [
-            {
-                "provider_sid": event.provider_sid,
-                "status": event.status,
-                "error_code": event.error_code,
-                "error_message": event.error_message,
-                "payload": event.payload or {},
-                "applied": False,
-                "received_at": now,
-            }
-        ],
-        ["provider_sid", "status"],
+    rows = {
+        (e.provider_sid, e.status): {
+            "provider_sid": e.provider_sid,
+            "status": e.status,
+            "error_code": e.error_code,
+            "error_message": e.error_message,
+            "payload": e.payload or {},
+            "applied": False,
+            "received_at": now,
+        }
+        for e in events
+    }
+    outcome = Outcome()
+    # Sorted, so that two batches inserting overlapping keys take their locks in one order.
+    outcome.stored = insert_ignore(
+        session, MessageEvent, [rows[k] for k in sorted(rows)], ["provider_sid", "status"]
     )
-    if not stored:
-        return "duplicate"
-    outcome = _apply(session, event.provider_sid, event.status, event.error_code, event.error_message, now)
-    if outcome != "waiting":
-        session.execute(
-            update(MessageEvent)
-            .where(MessageEvent.provider_sid == event.provider_sid, MessageEvent.status == event.status)
-            .values(applied=True)
-        )
+    outcome.duplicates = len(events) - outcome.stored
+    sids = {e.provider_sid for e in events}
+    outcome.moved, known = _apply(session, sids, now)
+    outcome.waiting = sids - known
     return outcome
 
 
-def apply_waiting(session: Session, provider_sid: str, now: datetime | None = None) -> int:
-    """Apply the events that arrived before `provider_sid` was known (call once it is)."""
-    now = now or utcnow()
-    waiting = list(
+def record(session: Session, event: StatusUpdate, now: datetime | None = None) -> str:
+    """One callback: duplicate, applied, unchanged or waiting (unknown sid)."""
+    outcome = record_many(session, [event], now)
+    if outcome.duplicates:
+        return "duplicate"
+    if outcome.waiting:
+        return "waiting"
+    return "applied" if outcome.moved else "unchanged"
+
+
+def apply_pending_events(session: Session, sids: Iterable[str], now: datetime | None = None) -> int:
+    """Apply events that arrived before their sid was known; returns rows moved."""
+    return _apply(session, set(sids), now or utcnow())[0]
+
+
+def sids_with_pending_events(session: Session, limit: int = 1000) -> list[str]:
+    """Known sids that still have unapplied events (a callback that raced its send)."""
+    return list(
         session.scalars(
-            select(MessageEvent).where(
-                MessageEvent.provider_sid == provider_sid, MessageEvent.applied.is_(False)
-            )
+            select(MessageEvent.provider_sid)
+            .join(Message, Message.provider_sid == MessageEvent.provider_sid)
+            .where(MessageEvent.applied.is_(False))
+            .distinct()
+            .limit(limit)
         )
     )
-    for event in waiting:
-        _apply(session, provider_sid, event.status, event.error_code, event.error_message, now)
-        event.applied = True
-    return len(waiting)
 
 
-def _apply(
-    session: Session, sid: str, provider_status: str, code: str | None, text: str | None, now: datetime
-) -> str:
-    new = states.PROVIDER_STATUS.get(provider_status)
-    if new is None:
-        return "unchanged"
-    while True:  # compare-and-set: retry if a concurrent update moved the row first
-        row = session.execute(
-            select(
-                Message.id,
-                Message.campaign_id,
-                Message.run_id,
-                Message.step_id,
-                Message.status,
-                Message.skip_reason,
-                Message.error_code,
-                Message.submitted_at,
-            ).where(Message.provider_sid == sid)
-        ).first()
-        if row is None:
-            return "waiting"
-        if not states.moves_forward(row.status, new):
-            return "unchanged"
-        values: dict[str, Any] = {"status": new, TIMESTAMP[new]: now}
-        if new == states.FAILED:
-            values |= {"error_code": code, "error_message": text}
-        else:
-            values |= {"error_code": None, "error_message": None}
-        moved = session.execute(
-            update(Message).where(Message.id == row.id, Message.status == row.status).values(**values)
-        ).rowcount
-        if moved:
-            submitted = row.submitted_at is not None
-            before = counters.metrics_of(row.status, row.skip_reason, row.error_code, submitted)
-            after = counters.metrics_of(new, row.skip_reason, values["error_code"], submitted)
-            counters.apply(
-                session, [(row.campaign_id, row.run_id, row.step_id, counters.delta(before, after))]
-            )
-            return "applied"
+def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[str]]:
+    """Fold each known sid's unapplied events onto its row; returns (rows moved, known sids)."""
+    if not sids:
+        return 0, set()
+    messages = session.execute(
+        select(
+            Message.id,
+            Message.campaign_id,
+            Message.run_id,
+            Message.step_id,
+            Message.provider_sid,
+            Message.status,
+            Message.skip_reason,
+            Message.error_code,
+            Message.submitted_at,
+        )
+        .where(Message.provider_sid.in_(sids))
+        .order_by(Message.id)
+        # Rows stay locked until commit, so concurrent batches fold onto the latest status.
+        .with_for_update()
+    ).all()
+    if not messages:
+        return 0, set()
+    known = {m.provider_sid for m in messages}
+    pending: dict[str, list] = defaultdict(list)
+    for event in session.execute(
+        select(
+            MessageEvent.id,
+            MessageEvent.provider_sid,
+            MessageEvent.status,
+            MessageEvent.error_code,
+            MessageEvent.error_message,
+        )
+        .where(MessageEvent.provider_sid.in_(known), MessageEvent.applied.is_(False))
+        .order_by(MessageEvent.id)
+    ):
+        pending[event.provider_sid].append(event)
+    changes: list[dict[str, Any]] = []
+    deltas = []
+    for row in messages:
+        values = _fold(row.status, pending.get(row.provider_sid, ()), now)
+        if values is None:
+            continue
+        submitted = row.submitted_at is not None
+        before = counters.metrics_of(row.status, row.skip_reason, row.error_code, submitted)
+        after = counters.metrics_of(values["status"], row.skip_reason, values["error_code"], submitted)
+        deltas.append((row.campaign_id, row.run_id, row.step_id, counters.delta(before, after)))
+        changes.append({"_id": row.id, **values})
+    table = Message.__table__
+    for columns, group in _by_columns(changes).items():
+        session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("_id"))
+            .values({c: bindparam(f"v_{c}") for c in columns}),
+            [{"_id": change["_id"], **{f"v_{c}": change[c] for c in columns}} for change in group],
+        )
+    counters.apply(session, deltas)
+    applied = [e.id for events in pending.values() for e in events]
+    for start in range(0, len(applied), 1000):
+        session.execute(
+            update(MessageEvent)
+            .where(MessageEvent.id.in_(applied[start : start + 1000]))
+            .values(applied=True)
+        )
+    return len(changes), known
+
+
+def _fold(current: str, events: Iterable, now: datetime) -> dict[str, Any] | None:
+    """The row's new values after `events`, or None when none moves it forward."""
+    target, error = current, (None, None)
+    reached = []
+    for event in events:
+        new = states.PROVIDER_STATUS.get(event.status)
+        if new is None or not states.moves_forward(current, new):
+            continue
+        reached.append(new)
+        if states.moves_forward(target, new):
+            target = new
+            if new == states.FAILED:
+                error = (event.error_code, event.error_message)
+    if target == current:
+        return None
+    values: dict[str, Any] = {"status": target, "error_code": None, "error_message": None}
+    if target == states.FAILED:
+        values["error_code"], values["error_message"] = error
+    for state in reached:
+        if states.RANK[state] <= states.RANK[target]:
+            values[TIMESTAMP[state]] = now
+    return values
+
+
+def _by_columns(changes: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """executemany needs one set of columns per statement."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for change in changes:
+        groups[tuple(sorted(k for k in change if k != "_id"))].append(change)
+    return groups

@@ -1,14 +1,19 @@
-"""The one door messages leave by: a small provider interface and its implementations."""
+"""The one door messages leave by: the provider interface the send pipeline knows.
+
+Implementations: `twilio.TwilioProvider` (twilio-python) and `simulator.SimulatorProvider`
+(no account; a simulated network that answers through our own webhooks).
+"""
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
-from redis import Redis
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from chatman.config import Settings
 
 # Errors worth another try later; the rest fail the message for good.
 RETRYABLE_CODES = frozenset({"20429", "63018", "130429"})
@@ -31,6 +36,9 @@ class SendResult:
     error_code: str | None = None
     error_message: str | None = None
     retryable: bool = False
+    # The request may have reached the provider (no answer came back): sending again could
+    # send twice, so the pipeline asks the provider later (`lookup`) instead.
+    ambiguous: bool = False
 
     @property
     def ok(self) -> bool:
@@ -42,108 +50,32 @@ class Provider(Protocol):
 
     name: str
 
-    def send(self, message: OutboundMessage) -> SendResult: ...
-
-
-class SimulatorProvider:
-    """A provider with no account: accepts every send and records it in Redis.
-
-    The record (`chatman:simulator:sent`, one JSON line per send) is the simulated network,
-    which tests and the demo read to see what a real provider would have received.
-    """
-
-    name = "simulator"
-    SENT_KEY = "chatman:simulator:sent"
-
-    def __init__(self, connection: Redis) -> None:
-        self.redis = connection
-
     def send(self, message: OutboundMessage) -> SendResult:
-        sid = "SM" + uuid.uuid4().hex
-        record = {
-            "sid": sid,
-            "to": message.to,
-            "body": message.body,
-            "content_sid": message.content_sid,
-            "content_variables": message.content_variables,
-        }
-        self.redis.rpush(self.SENT_KEY, json.dumps(record))
-        return SendResult(sid=sid)
+        """Hand one message over; retryable failures are marked so, not raised."""
+        ...
 
-    def sent(self) -> list[dict]:
-        return [json.loads(raw) for raw in self.redis.lrange(self.SENT_KEY, 0, -1)]
+    def lookup(self, to: str, since: datetime) -> list[str]:
+        """Sids of messages to `to` the provider accepted since `since`, newest first.
+
+        Recovery uses it for a row that was handed over when its worker died: the provider
+        has no idempotency key, so asking is the only way not to send twice.
+        """
+        ...
 
 
-class TwilioProvider:
-    """Twilio's Messages API through twilio-python, with keep-alive and explicit timeouts.
+def make_provider(settings: Settings, connection: Redis) -> Provider:
+    """Twilio when its credentials are set, else the simulator."""
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        from chatman.messaging.twilio import TwilioProvider
 
-    Retryable failures (HTTP 429 and 5xx, codes 20429/63018, timeouts and refused
-    connections) are retried here with backoff a bounded number of times; what is still
-    failing after that is reported retryable, so the pipeline can try again later.
-    """
+        return TwilioProvider(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            from_=settings.twilio_whatsapp_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            base_url=settings.twilio_api_base_url,
+            pool_size=settings.send_concurrency,
+        )
+    from chatman.messaging.simulator import SimulatorProvider
 
-    name = "twilio"
-
-    def __init__(
-        self,
-        account_sid: str,
-        auth_token: str,
-        from_: str | None = None,
-        messaging_service_sid: str | None = None,
-        base_url: str = "https://api.twilio.com",
-        timeout: float = 10.0,
-        retries: int = 2,
-        backoff_s: float = 0.5,
-    ) -> None:
-        from twilio.http.http_client import TwilioHttpClient
-        from twilio.rest import Client
-
-        if not (from_ or messaging_service_sid):
-            raise ValueError("a Twilio sender needs TWILIO_WHATSAPP_FROM or TWILIO_MESSAGING_SERVICE_SID")
-        # TwilioHttpClient keeps one requests.Session (keep-alive); its default timeout is none.
-        self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
-        self.client.api.base_url = base_url
-        self.from_ = from_ if from_ is None or from_.startswith("whatsapp:") else f"whatsapp:{from_}"
-        self.messaging_service_sid = messaging_service_sid
-        self.retries = retries
-        self.backoff_s = backoff_s
-
-    def _params(self, message: OutboundMessage) -> dict:
-        params: dict = {"to": f"whatsapp:{message.to}"}
-        if self.messaging_service_sid:
-            params["messaging_service_sid"] = self.messaging_service_sid
-        else:
-            params["from_"] = self.from_
-        if message.content_sid:
-            params["content_sid"] = message.content_sid
-            params["content_variables"] = json.dumps(message.content_variables or {})
-        else:
-            params["body"] = message.body
-        if message.status_callback:
-            params["status_callback"] = message.status_callback
-        return params
-
-    def send(self, message: OutboundMessage) -> SendResult:
-        import requests
-        from twilio.base.exceptions import TwilioRestException
-
-        params = self._params(message)
-        result = SendResult(error_code="unknown")
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                return SendResult(sid=self.client.messages.create(**params).sid)
-            except TwilioRestException as exc:
-                code = str(exc.code or exc.status)
-                retryable = exc.status == 429 or exc.status >= 500 or code in RETRYABLE_CODES
-                result = SendResult(error_code=code, error_message=exc.msg, retryable=retryable)
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                result = SendResult(
-                    error_code="timeout" if isinstance(exc, requests.Timeout) else "connection",
-                    error_message=str(exc),
-                    retryable=True,
-                )
-            if not result.retryable:
-                return result
-        return result
+    return SimulatorProvider(connection, settings.simulator)

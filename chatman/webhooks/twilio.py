@@ -8,8 +8,10 @@ import logging
 from flask import Blueprint, abort, request
 from twilio.request_validator import RequestValidator
 
-from chatman.extensions import request_session, settings
-from chatman.ledger.status import StatusUpdate, record
+from chatman import inbox
+from chatman.extensions import redis_client, settings
+from chatman.jobs import enqueue_status_drain
+from chatman.messaging.twilio_events import parse_status
 
 bp = Blueprint("twilio_webhooks", __name__, url_prefix="/webhooks/twilio")
 log = logging.getLogger(__name__)
@@ -32,18 +34,10 @@ def verify_signature() -> None:
 
 @bp.post("/status")
 def status():
-    form = request.form
-    sid, state = form.get("MessageSid"), form.get("MessageStatus")
-    if not sid or not state:
+    """Kept in the status inbox at once and applied by a worker (see chatman.inbox)."""
+    form = request.form.to_dict()
+    if parse_status(form) is None:
         abort(400, "MessageSid and MessageStatus are required")
-    event = StatusUpdate(
-        provider_sid=sid,
-        status=state.lower(),
-        error_code=form.get("ErrorCode") or None,
-        error_message=form.get("ErrorMessage") or None,
-        payload=form.to_dict(),
-    )
-    session = request_session()
-    record(session, event)
-    session.commit()
+    if inbox.append(redis_client(), inbox.STATUS, form):
+        enqueue_status_drain(redis_client())
     return "", 204

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import io
-import os
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,64 +10,19 @@ from sqlalchemy import func, select, update
 
 from chatman.campaigns import lifecycle
 from chatman.contacts import segments
-from chatman.contacts.csv_import import import_contacts
 from chatman.contacts.models import Contact
 from chatman.errors import Conflict, Invalid
 from chatman.jobs import enqueue_dispatch
 from chatman.ledger import counters
 from chatman.ledger.models import Message
-from chatman.messaging.providers import SimulatorProvider
+from chatman.messaging.simulator import SimulatorProvider
 from chatman.messaging.templates import save_template
 from chatman.timeutils import utcnow
-from tests.conftest import REDIS_URL
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.factories import make_audience
 
 
-def run_worker(app, redis_url: str) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": app.extensions["chatman.settings"].database_url,
-        "REDIS_URL": redis_url,
-        "SENDER_RATE_PER_S": "0",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "worker", "--burst"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
-def audience(session, size: int):
-    rows = "".join(f"+9198{i:08d},Customer {i},{'Pune' if i % 3 else 'Delhi'}\n" for i in range(size))
-    import_contacts(session, io.BytesIO(("phone,name,city\n" + rows).encode()), default_region=None)
-    session.execute(update(Contact).where(Contact.id % 10 == 0).values(dnd=True, dnd_reason="opt_out"))
-    everyone = segments.create_segment(
-        session,
-        {
-            "name": "all",
-            "kind": "dynamic",
-            "rules": {"all": [{"field": "phone", "op": "starts_with", "value": "+91"}]},
-        },
-    )
-    delhi = segments.create_segment(
-        session,
-        {
-            "name": "delhi",
-            "kind": "dynamic",
-            "rules": {"all": [{"field": "attributes.city", "op": "eq", "value": "Delhi"}]},
-        },
-    )
-    session.commit()
-    return everyone, delhi
-
-
-def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, session, redis):
-    everyone, delhi = audience(session, 2000)
+def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, session, redis, run_worker):
+    everyone, delhi = make_audience(session, 2000)
     template = save_template(
         session,
         {
@@ -97,7 +47,7 @@ def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, se
     run = lifecycle.launch(session, campaign.id)
     session.commit()
     enqueue_dispatch(redis, run.id)
-    run_worker(app, REDIS_URL)
+    run_worker()
 
     session.expire_all()
     contacts = {c.phone: c for c in session.scalars(select(Contact))}
@@ -120,8 +70,8 @@ def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, se
         lifecycle.launch(session, campaign.id)
 
 
-def test_free_text_outside_the_24h_window_is_skipped_with_its_reason(app, session, redis):
-    everyone, _ = audience(session, 30)
+def test_free_text_outside_the_24h_window_is_skipped_with_its_reason(app, session, redis, run_worker):
+    everyone, _ = make_audience(session, 30)
     session.execute(update(Contact).where(Contact.id <= 5).values(last_inbound_at=utcnow()))
     session.commit()
     text = lifecycle.create_campaign(
@@ -130,7 +80,7 @@ def test_free_text_outside_the_24h_window_is_skipped_with_its_reason(app, sessio
     run = lifecycle.launch(session, text.id)
     session.commit()
     enqueue_dispatch(redis, run.id)
-    run_worker(app, REDIS_URL)
+    run_worker()
     reasons = dict(
         session.execute(
             select(Message.skip_reason, func.count())
@@ -167,7 +117,7 @@ def test_scheduled_campaign_is_launched_once_by_the_clock_in_its_timezone(app, s
     from chatman.campaigns.models import CampaignRun
     from chatman.clock import launch_due_campaigns, tick
 
-    everyone, _ = audience(session, 20)
+    everyone, _ = make_audience(session, 20)
     campaign = lifecycle.create_campaign(
         session, {"name": "Morning", "body": "hello", "include_segments": [everyone.id]}
     )
@@ -193,17 +143,17 @@ def test_scheduled_campaign_is_launched_once_by_the_clock_in_its_timezone(app, s
     assert Queue("default", connection=redis).count == 1
 
 
-def test_reports_verify_finds_a_counter_that_drifted(app, session, redis):
+def test_reports_verify_finds_a_counter_that_drifted(app, session, redis, run_worker):
     from chatman.ledger.models import CampaignStat
 
-    everyone, _ = audience(session, 10)
+    everyone, _ = make_audience(session, 10)
     campaign = lifecycle.create_campaign(
         session, {"name": "x", "body": "hi", "include_segments": [everyone.id]}
     )
     run = lifecycle.launch(session, campaign.id)
     session.commit()
     enqueue_dispatch(redis, run.id)
-    run_worker(app, REDIS_URL)
+    run_worker()
     ok = app.test_cli_runner().invoke(args=["reports", "verify"])
     assert ok.exit_code == 0 and "all equal to the recount" in ok.output
     session.execute(

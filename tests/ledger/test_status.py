@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 
 from chatman.ledger import counters
 from chatman.ledger.models import Message, MessageEvent
-from chatman.ledger.status import StatusUpdate, apply_waiting, record
+from chatman.ledger.status import StatusUpdate, apply_pending_events, record
 from tests.factories import make_submitted_run
 
 RANK = {"submitted": 0, "sent": 1, "failed": 2, "delivered": 3, "read": 4}
@@ -81,9 +81,10 @@ def test_callback_for_an_unknown_sid_is_kept_and_applied_when_the_sid_appears(se
     assert session.scalar(select(func.count()).select_from(MessageEvent)) == 1
     message.provider_sid = "SMlater"
     session.flush()
-    assert apply_waiting(session, "SMlater") == 1
+    assert apply_pending_events(session, ["SMlater"]) == 1
     session.commit()
-    assert session.get(Message, message.id).status == "delivered"
+    session.refresh(message)
+    assert message.status == "delivered"
     assert counters.differences(session, campaign.id) == []
 
 

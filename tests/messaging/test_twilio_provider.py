@@ -10,7 +10,8 @@ import requests
 import responses
 from sqlalchemy import select
 
-from chatman.messaging.providers import OutboundMessage, TwilioProvider
+from chatman.messaging.providers import OutboundMessage
+from chatman.messaging.twilio import TwilioProvider
 
 SID = "AC" + "1" * 32
 URL = f"https://api.twilio.com/2010-04-01/Accounts/{SID}/Messages.json"
@@ -100,8 +101,9 @@ def test_permanent_error_is_not_retried(twilio):
 
 
 @responses.activate
-def test_timeouts_are_retried_then_reported(twilio):
-    responses.post(URL, body=requests.exceptions.ReadTimeout("read timed out"))
+def test_connect_timeouts_are_retried_then_reported(twilio):
+    """No connection was made, so nothing reached Twilio: trying again cannot send twice."""
+    responses.post(URL, body=requests.exceptions.ConnectTimeout("connect timed out"))
     responses.post(URL, json=created(), status=201)
     assert twilio.send(OutboundMessage(to="+919820012345", body="hi")).ok
     responses.reset()
@@ -109,6 +111,41 @@ def test_timeouts_are_retried_then_reported(twilio):
         responses.post(URL, body=requests.exceptions.ConnectTimeout("connect timed out"))
     result = twilio.send(OutboundMessage(to="+919820012345", body="hi"))
     assert (result.ok, result.retryable, result.error_code) == (False, True, "timeout")
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_read_timeout_is_not_resent_but_left_to_a_lookup(twilio):
+    """The request went out and no answer came: Twilio may have the message, and it has no
+    idempotency key, so a blind retry could send twice."""
+    responses.post(URL, body=requests.exceptions.ReadTimeout("read timed out"))
+    responses.post(URL, json=created(), status=201)
+    result = twilio.send(OutboundMessage(to="+919820012345", body="hi"))
+    assert (result.ok, result.ambiguous, result.error_code) == (False, True, "timeout")
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_lookup_finds_our_recent_message_to_that_number(twilio):
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    old = now - timedelta(hours=1)
+    fmt = "%a, %d %b %Y %H:%M:%S +0000"
+    page = {
+        "messages": [
+            created("SM" + "1" * 32) | {"date_created": now.strftime(fmt)},
+            created("SM" + "2" * 32) | {"date_created": old.strftime(fmt)},
+            created("SM" + "3" * 32) | {"date_created": now.strftime(fmt), "direction": "inbound"},
+        ],
+        "next_page_uri": None,
+        "page": 0,
+        "page_size": 50,
+        "uri": f"/2010-04-01/Accounts/{SID}/Messages.json",
+    }
+    responses.get(URL, json=page, status=200)
+    assert twilio.lookup("+919820012345", now - timedelta(seconds=30)) == ["SM" + "1" * 32]
+    assert parse_qs(responses.calls[0].request.url.split("?", 1)[1])["To"] == ["whatsapp:+919820012345"]
 
 
 @responses.activate

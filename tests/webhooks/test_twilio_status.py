@@ -8,6 +8,7 @@ from collections import Counter
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
+from chatman import inbox
 from chatman.ledger import counters
 from chatman.ledger.models import Message, MessageEvent
 from tests.factories import make_submitted_run
@@ -58,7 +59,7 @@ def params(sid: str, status: str) -> dict:
     return form
 
 
-def test_ten_thousand_shuffled_duplicated_callbacks(app, client, session):
+def test_ten_thousand_shuffled_duplicated_callbacks(app, client, session, redis, run_worker):
     campaign, run, step, messages = make_submitted_run(session, 2500)
     rng = random.Random(42)
     plan = {m.provider_sid: rng.choice(PATHS) for m in messages}
@@ -67,6 +68,9 @@ def test_ten_thousand_shuffled_duplicated_callbacks(app, client, session):
     assert len(callbacks) == 10_000
     codes = Counter(post(client, app, params(sid, status)).status_code for sid, status in callbacks)
     assert codes == {204: 10_000}
+    assert inbox.backlog(redis, inbox.STATUS) == 10_000  # accepted at once, applied by a worker
+    run_worker()
+    assert inbox.backlog(redis, inbox.STATUS) == 0
 
     session.expire_all()
     finals = dict(session.execute(select(Message.provider_sid, Message.status)).all())
@@ -77,14 +81,18 @@ def test_ten_thousand_shuffled_duplicated_callbacks(app, client, session):
     assert failed == sum(FINAL[p] == "failed" for p in plan.values())
 
 
-def test_unsigned_or_wrongly_signed_callbacks_get_403_and_change_nothing(app, client, session):
+def test_unsigned_or_wrongly_signed_callbacks_get_403_and_change_nothing(
+    app, client, session, redis, run_worker
+):
     campaign, run, step, (message,) = make_submitted_run(session, 1)
     form = params(message.provider_sid, "read")
     assert post(client, app, form, signature=None).status_code == 403
     assert post(client, app, form, signature="bm90IGEgc2lnbmF0dXJl").status_code == 403
+    assert inbox.backlog(redis, inbox.STATUS) == 0
     tampered = dict(form)
     signed = post(client, app, form, signature="sign")  # a real signature, used on other content below
     assert signed.status_code == 204
+    run_worker()
     session.expire_all()
     before = session.scalar(select(func.count()).select_from(MessageEvent))
     tampered["MessageStatus"] = "failed"
@@ -95,10 +103,12 @@ def test_unsigned_or_wrongly_signed_callbacks_get_403_and_change_nothing(app, cl
     assert post(client, app, tampered, signature=good_sig).status_code == 403
     other_key = RequestValidator("not-our-token").compute_signature(settings.public_base_url + URL, form)
     assert post(client, app, form | {"MessageStatus": "delivered"}, signature=other_key).status_code == 403
+    assert inbox.backlog(redis, inbox.STATUS) == 0
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(MessageEvent)) == before
     assert session.get(Message, message.id).status == "read"
 
 
-def test_callback_without_sid_is_a_400_after_the_signature_check(app, client):
+def test_callback_without_sid_is_a_400_after_the_signature_check(app, client, redis):
     assert post(client, app, {"MessageStatus": "sent"}).status_code == 400
+    assert inbox.backlog(redis, inbox.STATUS) == 0

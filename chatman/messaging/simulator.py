@@ -1,0 +1,171 @@
+"""A provider with no account: a simulated WhatsApp network.
+
+It accepts every send and records it in Redis (`chatman:simulator:sent`, one JSON line per
+send), which tests and the demo read to see what a real provider would have received. For
+each send it plans the status callbacks a real network would make (sent, then delivered or
+undelivered, then read for some), with delays, the odd duplicate and the odd pair out of
+order, and a worker job posts them, signed as Twilio signs them, to the message's status
+callback URL: our own webhook. So the whole loop runs and can be shown with no account.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import requests
+from redis import Redis
+from twilio.request_validator import RequestValidator
+
+from chatman.config import SimulatorSettings as NetworkSettings
+from chatman.messaging.providers import OutboundMessage, SendResult
+
+log = logging.getLogger(__name__)
+
+SENT_KEY = "chatman:simulator:sent"
+CALLBACKS_KEY = "chatman:simulator:callbacks"
+# The record of sends is for looking at, not an archive: older entries fall off.
+KEEP_SENT = 200_000
+ACCOUNT_SID = "AC" + "0" * 32
+SENDER = "whatsapp:+15005550006"
+FAILURES = [
+    ("63024", "Invalid message recipient"),
+    ("63049", "Meta chose not to deliver this WhatsApp marketing message"),
+    ("30008", "Unknown error"),
+]
+RETRY_POST_S = 5.0
+
+
+def plan_callbacks(
+    sid: str, to: str, network: NetworkSettings, rng: random.Random, now: float
+) -> list[tuple[float, dict[str, str]]]:
+    """The callbacks a real network would make for one message: (due unix time, form)."""
+    d = network.delay_s
+    sent_at = now + d * rng.uniform(0.5, 1.5)
+    events: list[tuple[float, str, tuple[str, str] | None]] = [(sent_at, "sent", None)]
+    if rng.random() < network.failure_rate:
+        events.append((sent_at + d * rng.uniform(0.5, 1.5), "undelivered", rng.choice(FAILURES)))
+    else:
+        delivered_at = sent_at + d * rng.uniform(0.5, 1.5)
+        events.append((delivered_at, "delivered", None))
+        if rng.random() < network.read_rate:
+            events.append((delivered_at + d * rng.uniform(1, 10), "read", None))
+    if rng.random() < network.disorder_rate:  # the second callback overtakes the first
+        (t0, s0, e0), (t1, s1, e1) = events[0], events[1]
+        events[0], events[1] = (t1, s0, e0), (t0, s1, e1)
+    events += [
+        (t + d * rng.uniform(0, 2), s, e) for t, s, e in events if rng.random() < network.duplicate_rate
+    ]
+    plan = []
+    for due, status, error in events:
+        form = {
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "MessageStatus": status,
+            "SmsStatus": status,
+            "AccountSid": ACCOUNT_SID,
+            "From": SENDER,
+            "To": f"whatsapp:{to}",
+            "ChannelToAddress": to,
+            "ChannelPrefix": "whatsapp",
+            "ApiVersion": "2010-04-01",
+        }
+        if error:
+            form["ErrorCode"], form["ErrorMessage"] = error
+        plan.append((due, form))
+    return plan
+
+
+class SimulatorProvider:
+    name = "simulator"
+
+    def __init__(
+        self, connection: Redis, network: NetworkSettings | None = None, rng: random.Random | None = None
+    ) -> None:
+        self.redis = connection
+        self.network = network or NetworkSettings()
+        self.rng = rng or random.Random()
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        sid = "SM" + uuid.uuid4().hex
+        now = time.time()
+        record = {
+            "sid": sid,
+            "to": message.to,
+            "body": message.body,
+            "content_sid": message.content_sid,
+            "content_variables": message.content_variables,
+            "at": now,
+        }
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(SENT_KEY, json.dumps(record))
+        pipe.ltrim(SENT_KEY, -KEEP_SENT, -1)
+        if message.status_callback and self.network.callbacks:
+            for copy, (due, form) in enumerate(plan_callbacks(sid, message.to, self.network, self.rng, now)):
+                entry = {"url": message.status_callback, "form": form, "copy": copy}
+                pipe.zadd(CALLBACKS_KEY, {json.dumps(entry): due})
+        pipe.execute()
+        return SendResult(sid=sid)
+
+    def lookup(self, to: str, since: datetime) -> list[str]:
+        cutoff = since.timestamp()
+        found = []
+        for raw in self.redis.lrange(SENT_KEY, 0, -1):
+            record = json.loads(raw)
+            if record["to"] == to and record.get("at", 0) >= cutoff:
+                found.append(record["sid"])
+        return found[::-1]
+
+    def sent(self) -> list[dict]:
+        return [json.loads(raw) for raw in self.redis.lrange(SENT_KEY, 0, -1)]
+
+
+def pending_callbacks(connection: Redis) -> int:
+    return connection.zcard(CALLBACKS_KEY)
+
+
+def post_due_callbacks(
+    connection: Redis, signing_key: str, now: float | None = None, limit: int = 1000, threads: int = 8
+) -> tuple[int, float | None]:
+    """Post the callbacks that are due, signed; returns (posted, unix time the next is due).
+
+    Each callback is taken with ZREM first, so concurrent posters never post one twice; one
+    the webhook could not take (5xx, no answer) goes back for a later try.
+    """
+    now = time.time() if now is None else now
+    due = connection.zrangebyscore(CALLBACKS_KEY, "-inf", now, start=0, num=limit)
+    pipe = connection.pipeline(transaction=False)
+    for member in due:
+        pipe.zrem(CALLBACKS_KEY, member)
+    mine = [member for member, removed in zip(due, pipe.execute(), strict=True) if removed]
+    validator = RequestValidator(signing_key)
+    http = requests.Session()
+
+    def post(member: bytes) -> bool:
+        entry = json.loads(member)
+        url, form = entry["url"], entry["form"]
+        headers = {"X-Twilio-Signature": validator.compute_signature(url, form)}
+        try:
+            answer = http.post(url, data=form, headers=headers, timeout=10)
+        except requests.RequestException as exc:
+            log.warning("simulated callback to %s not delivered: %s", url, exc)
+            connection.zadd(CALLBACKS_KEY, {member: now + RETRY_POST_S})
+            return False
+        if answer.status_code >= 500:
+            connection.zadd(CALLBACKS_KEY, {member: now + RETRY_POST_S})
+            return False
+        if answer.status_code >= 400:  # a wrong PUBLIC_BASE_URL or key: retrying cannot help
+            log.error("simulated callback refused by %s: HTTP %s", url, answer.status_code)
+            return False
+        return True
+
+    with ThreadPoolExecutor(threads) as pool:
+        posted = sum(pool.map(post, mine))
+    http.close()
+    head = connection.zrange(CALLBACKS_KEY, 0, 0, withscores=True)
+    return posted, (head[0][1] if head else None)
