@@ -172,6 +172,27 @@ def twilio_env(stub) -> dict[str, str]:
 
 
 @pytest.fixture
+def live_server(app: Flask):
+    """The app served over HTTP on a free loopback port (for providers that call us back),
+    with PUBLIC_BASE_URL set to that address so webhook signatures check out."""
+    import threading
+    from dataclasses import replace
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    original = app.extensions["chatman.settings"]
+    app.extensions["chatman.settings"] = replace(original, public_base_url=url)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield url
+    server.shutdown()
+    thread.join()
+    app.extensions["chatman.settings"] = original
+
+
+@pytest.fixture
 def client(app: Flask):
     return app.test_client()
 

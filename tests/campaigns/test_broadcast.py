@@ -60,7 +60,10 @@ def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, se
 
     by_status = dict(session.execute(select(Message.status, func.count()).group_by(Message.status)).all())
     assert by_status == {"submitted": len(eligible), "skipped": len(dnd)}
+    verify = app.test_cli_runner().invoke(args=["reports", "verify"])  # recounts from the ledger
+    assert verify.exit_code == 0 and "all equal to the recount" in verify.output, verify.output
     assert counters.differences(session, campaign.id) == []
+    assert lifecycle.get_campaign(session, campaign.id).status == "completed"
     totals = Counter()
     for (_, _, _, metric), value in counters.stored(session, campaign.id).items():
         totals[metric] += value

@@ -1,0 +1,106 @@
+"""The simulator provider: sends recorded, then signed status callbacks through our webhook."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+
+from sqlalchemy import func, select
+
+from chatman import inbox
+from chatman.campaigns import lifecycle
+from chatman.config import SimulatorSettings
+from chatman.jobs import enqueue_dispatch
+from chatman.ledger import counters
+from chatman.ledger.models import Message, MessageEvent
+from chatman.messaging.simulator import CALLBACKS_KEY, plan_callbacks
+from chatman.messaging.templates import save_template
+from tests.conftest import ROOT, worker_command, worker_env
+from tests.factories import make_audience
+
+
+def test_plan_reaches_a_final_status_with_duplicates_and_disorder():
+    network = SimulatorSettings(
+        delay_s=1, failure_rate=0.2, read_rate=0.5, duplicate_rate=0.3, disorder_rate=0.3
+    )
+    rng = random.Random(3)
+    finals, duplicated, overtaken = [], 0, 0
+    for i in range(500):
+        plan = plan_callbacks(f"SM{i}", "+919800000001", network, rng, now=1000.0)
+        statuses = [form["MessageStatus"] for _, form in sorted(plan, key=lambda p: p[0])]
+        assert all(due > 1000.0 for due, _ in plan)
+        duplicated += len(statuses) != len(set(statuses))
+        overtaken += statuses[0] != "sent"
+        finals.append(
+            "read" if "read" in statuses else "undelivered" if "undelivered" in statuses else "delivered"
+        )
+        failed = [form for _, form in plan if form["MessageStatus"] == "undelivered"]
+        assert all(form["ErrorCode"] and form["ErrorMessage"] for form in failed)
+    assert 60 < finals.count("undelivered") < 140  # ~20 %
+    assert 150 < finals.count("read") < 250  # ~half of the delivered 80 %
+    assert duplicated > 50 and overtaken > 50
+
+
+def test_simulated_statuses_arrive_signed_through_the_webhook_and_are_applied(
+    app, session, redis, live_server
+):
+    everyone, _ = make_audience(session, 120)
+    template = save_template(
+        session,
+        {
+            "name": "hello",
+            "language": "en",
+            "category": "utility",
+            "status": "approved",
+            "body": "Hello {{first}}",
+            "variables": {"first": {"field": "name"}},
+        },
+    )
+    campaign = lifecycle.create_campaign(
+        session, {"name": "Hello", "template_id": template.id, "include_segments": [everyone.id]}
+    )
+    run = lifecycle.launch(session, campaign.id)
+    session.commit()
+    enqueue_dispatch(redis, run.id)
+    env = worker_env(
+        app,
+        PUBLIC_BASE_URL=live_server,
+        SIMULATOR_CALLBACKS="true",
+        SIMULATOR_DELAY_S="0.05",
+        SIMULATOR_FAILURE_RATE="0.2",
+        SIMULATOR_READ_RATE="0.5",
+        SIMULATOR_DUPLICATE_RATE="0.3",
+        SIMULATOR_DISORDER_RATE="0.3",
+    )
+    worker = subprocess.Popen(
+        worker_command(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            session.expire_all()
+            states = dict(
+                session.execute(select(Message.status, func.count()).group_by(Message.status)).all()
+            )
+            unsettled = sum(states.get(s, 0) for s in ("pending", "claimed", "submitted"))
+            waiting = redis.zcard(CALLBACKS_KEY) + inbox.backlog(redis, inbox.STATUS)
+            if sum(states.values()) == 120 and unsettled == 0 and waiting == 0:
+                break
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        _, errors = worker.communicate(timeout=30)
+    assert sum(states.values()) == 120 and unsettled == 0 and waiting == 0, errors.decode()[-3000:]
+
+    statuses = dict(session.execute(select(Message.status, func.count()).group_by(Message.status)).all())
+    assert set(statuses) <= {"delivered", "read", "failed", "skipped"}
+    assert (
+        statuses.get("failed", 0) > 5 and statuses.get("read", 0) > 20 and statuses.get("delivered", 0) > 20
+    )
+    failed = session.scalars(select(Message.error_code).where(Message.status == "failed")).all()
+    assert all(code in ("63024", "63049", "30008") for code in failed)
+    # every callback kept once, however often the network repeated it
+    kept = session.execute(select(MessageEvent.provider_sid, MessageEvent.status)).all()
+    assert len(kept) == len(set(kept)) and len(kept) >= 2 * (statuses["delivered"] + statuses["read"])
+    assert counters.differences(session, campaign.id) == []
