@@ -17,7 +17,7 @@ from redis import Redis
 from chatman import inbox, jobs
 from chatman.campaigns import dispatch, lifecycle
 from chatman.db import Database
-from chatman.errors import Conflict
+from chatman.errors import Conflict, Invalid
 from chatman.jobs import enqueue_dispatch
 from chatman.ledger import sending
 from chatman.ledger.status import sids_with_pending_events
@@ -77,6 +77,12 @@ def launch_due_campaigns(db: Database, connection: Redis) -> TickTask:
                     session.commit()
                 except Conflict:  # another clock or a marketer got there first
                     session.rollback()
+                    continue
+                except Invalid as error:  # e.g. its template is no longer approved
+                    session.rollback()
+                    lifecycle.unschedule(session, campaign_id, error.message)
+                    session.commit()
+                    log.error("campaign %s was due but cannot launch: %s", campaign_id, error.message)
                     continue
                 enqueue_dispatch(connection, run.id)
                 launched += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 import marshmallow as ma
 from flask.views import MethodView
@@ -10,7 +10,10 @@ from flask_smorest import Blueprint
 
 from chatman.api.auth import require_token
 from chatman.campaigns import lifecycle
-from chatman.extensions import redis_client, request_session
+from chatman.campaigns.models import CAMPAIGN_STATUSES
+from chatman.campaigns.preflight import Preflight, preflight
+from chatman.errors import Invalid
+from chatman.extensions import redis_client, request_session, settings
 from chatman.jobs import enqueue_dispatch
 from chatman.ledger.counters import stored
 
@@ -18,20 +21,41 @@ blp = Blueprint("campaigns", __name__, url_prefix="/campaigns", description="Cam
 blp.before_request(require_token)
 
 
+class RunSchema(ma.Schema):
+    id = ma.fields.Integer()
+    occurrence_at = ma.fields.AwareDateTime()
+    status = ma.fields.String()
+    completed_at = ma.fields.AwareDateTime(allow_none=True)
+    counters = ma.fields.Dict(metadata={"description": "metric -> count; per step in `steps`"})
+    steps = ma.fields.Dict(metadata={"description": "step id -> {metric -> count}"})
+
+
+class PreflightSchema(ma.Schema):
+    audience = ma.fields.Integer(metadata={"description": "contacts in the segments"})
+    eligible = ma.fields.Integer(metadata={"description": "who would be sent the message now"})
+    skipped = ma.fields.Dict(metadata={"description": "reason -> contacts"})
+    errors = ma.fields.List(ma.fields.String(), metadata={"description": "why a launch is refused"})
+    warnings = ma.fields.List(ma.fields.String())
+
+
 class CampaignSchema(ma.Schema):
     id = ma.fields.Integer(dump_only=True)
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
     kind = ma.fields.String(dump_only=True)
     status = ma.fields.String(dump_only=True)
-    owner = ma.fields.String(allow_none=True)
     utm_campaign = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
     template_id = ma.fields.Integer(allow_none=True)
     body = ma.fields.String(allow_none=True, metadata={"description": "free text (24-hour window only)"})
     include_segments = ma.fields.List(ma.fields.Integer(), load_default=list)
     exclude_segments = ma.fields.List(ma.fields.Integer(), load_default=list)
+    owner = ma.fields.String(allow_none=True, metadata={"description": "e-mail of a user of this install"})
     send_at = ma.fields.AwareDateTime(dump_only=True)
     timezone = ma.fields.String(dump_only=True)
+    completed_at = ma.fields.AwareDateTime(dump_only=True)
+    last_error = ma.fields.String(dump_only=True, metadata={"description": "why a scheduled launch failed"})
     counters = ma.fields.Dict(dump_only=True, metadata={"description": "metric -> count over all runs"})
+    runs = ma.fields.List(ma.fields.Nested(RunSchema), dump_only=True)
+    preflight = ma.fields.Nested(PreflightSchema, dump_only=True, metadata={"description": "on launch"})
 
 
 class CampaignUpdateSchema(CampaignSchema):
@@ -44,13 +68,28 @@ class ScheduleSchema(ma.Schema):
     timezone = ma.fields.String(required=True, metadata={"description": "IANA name, e.g. Asia/Kolkata"})
 
 
-def _dump(campaign) -> dict:
+def _dump(campaign, preflight: Preflight | None = None) -> dict:
     session = request_session()
     step = lifecycle.campaign_step(session, campaign.id)
     links = lifecycle.campaign_segments(session, campaign.id)
     totals: Counter[str] = Counter()
-    for (_, _, _, metric), value in stored(session, campaign.id).items():
+    per_run: dict[int, Counter[str]] = defaultdict(Counter)
+    per_step: dict[int, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+    for (_, run_id, step_id, metric), value in stored(session, campaign.id).items():
         totals[metric] += value
+        per_run[run_id][metric] += value
+        per_step[run_id][str(step_id)][metric] += value
+    runs = [
+        {
+            "id": run.id,
+            "occurrence_at": run.occurrence_at,
+            "status": run.status,
+            "completed_at": run.completed_at,
+            "counters": dict(per_run[run.id]),
+            "steps": {k: dict(v) for k, v in per_step[run.id].items()},
+        }
+        for run in lifecycle.campaign_runs(session, campaign.id)
+    ]
     return {
         "id": campaign.id,
         "name": campaign.name,
@@ -64,12 +103,44 @@ def _dump(campaign) -> dict:
         "exclude_segments": links["exclude"],
         "send_at": campaign.send_at,
         "timezone": campaign.timezone,
+        "completed_at": campaign.completed_at,
+        "last_error": campaign.last_error,
         "counters": dict(totals),
+        "runs": runs,
+        **({"preflight": preflight.as_dict()} if preflight else {}),
     }
+
+
+def _preflight(campaign_id: int) -> Preflight:
+    config = settings()
+    return preflight(request_session(), campaign_id, config.sender_daily_limit, config.skip_us_marketing)
+
+
+class CampaignListArgs(ma.Schema):
+    status = ma.fields.String(validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
+    after = ma.fields.Integer(validate=ma.validate.Range(min=0))
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
+
+
+class CampaignPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(CampaignSchema))
+    next_after = ma.fields.Integer(
+        allow_none=True, metadata={"description": "pass as `after` for the next page"}
+    )
 
 
 @blp.route("")
 class Campaigns(MethodView):
+    @blp.arguments(CampaignListArgs, location="query")
+    @blp.response(200, CampaignPageSchema)
+    def get(self, args):
+        """Campaigns, newest last, keyset-paginated; optionally only those with `status`."""
+        campaigns = lifecycle.list_campaigns(
+            request_session(), args.get("status"), args.get("after"), args["limit"]
+        )
+        next_after = campaigns[-1].id if len(campaigns) == args["limit"] else None
+        return {"items": [_dump(c) for c in campaigns], "next_after": next_after}
+
     @blp.arguments(CampaignSchema)
     @blp.response(201, CampaignSchema)
     def post(self, data):
@@ -98,12 +169,27 @@ class CampaignById(MethodView):
 class Launch(MethodView):
     @blp.response(202, CampaignSchema)
     def post(self, campaign_id: int):
-        """Send now: freeze the audience and start sending in the background."""
+        """Send now: freeze the audience and start sending in the background.
+
+        The answer carries the pre-flight report (who will be sent the message, who is
+        skipped and why, warnings); a report with errors refuses the launch (422).
+        """
         session = request_session()
+        report = _preflight(campaign_id)
+        if report.errors:
+            raise Invalid.many({"preflight": report.errors})
         run = lifecycle.launch(session, campaign_id)
         session.commit()
         enqueue_dispatch(redis_client(), run.id)
-        return _dump(lifecycle.get_campaign(session, campaign_id))
+        return _dump(lifecycle.get_campaign(session, campaign_id), report)
+
+
+@blp.route("/<int:campaign_id>/preflight")
+class PreflightCheck(MethodView):
+    @blp.response(200, PreflightSchema)
+    def get(self, campaign_id: int):
+        """What a launch now would do: eligible recipients, skipped ones by reason, warnings."""
+        return _preflight(campaign_id).as_dict()
 
 
 @blp.route("/<int:campaign_id>/schedule")

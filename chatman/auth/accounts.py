@@ -39,8 +39,12 @@ def create_user(session: Session, email: str, password: str) -> User:
     return user
 
 
+def find_user(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
 def authenticate_user(session: Session, email: str, password: str) -> User | None:
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    user = find_user(session, email)
     if user is None or not user.is_active or not check_password_hash(user.password_hash, password):
         return None
     return user

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from chatman.auth.accounts import find_user
 from chatman.campaigns.models import Campaign, CampaignRun, CampaignSegment, CampaignStep
 from chatman.contacts.fields import validate_timezone
 from chatman.contacts.models import Segment
@@ -33,6 +34,27 @@ def campaign_step(session: Session, campaign_id: int) -> CampaignStep:
     return session.scalars(
         select(CampaignStep).where(CampaignStep.campaign_id == campaign_id).order_by(CampaignStep.position)
     ).one()
+
+
+def list_campaigns(
+    session: Session, status: str | None = None, after: int | None = None, limit: int = 50
+) -> list[Campaign]:
+    query = select(Campaign).order_by(Campaign.id).limit(limit)
+    if status:
+        query = query.where(Campaign.status == status)
+    if after:
+        query = query.where(Campaign.id > after)
+    return list(session.scalars(query))
+
+
+def campaign_runs(session: Session, campaign_id: int) -> list[CampaignRun]:
+    return list(
+        session.scalars(
+            select(CampaignRun)
+            .where(CampaignRun.campaign_id == campaign_id)
+            .order_by(CampaignRun.occurrence_at)
+        )
+    )
 
 
 def campaign_segments(session: Session, campaign_id: int) -> dict[str, list[int]]:
@@ -77,10 +99,21 @@ def _set_audience(session: Session, campaign: Campaign, data: Mapping[str, Any])
             session.add(CampaignSegment(campaign_id=campaign.id, segment_id=segment_id, mode=mode))
 
 
+def _owner(session: Session, email: str | None) -> str | None:
+    """The owner is a user of this install, named by e-mail."""
+    if email is None:
+        return None
+    user = find_user(session, email)
+    if user is None:
+        raise Invalid("owner", f"no user with e-mail {email!r} (create one with: flask users create EMAIL)")
+    return user.email
+
+
 def create_campaign(session: Session, data: Mapping[str, Any]) -> Campaign:
     if not data.get("name"):
         raise Invalid("name", "a campaign needs a name")
-    campaign = Campaign(kind="one_time", status="draft", **{k: data.get(k) for k in EDITABLE})
+    fields = {k: data.get(k) for k in EDITABLE} | {"owner": _owner(session, data.get("owner"))}
+    campaign = Campaign(kind="one_time", status="draft", **fields)
     session.add(campaign)
     session.flush()
     step = CampaignStep(campaign_id=campaign.id, position=0)
@@ -97,7 +130,7 @@ def update_campaign(session: Session, campaign_id: int, data: Mapping[str, Any])
         raise Conflict(f"campaign {campaign_id} is {campaign.status}; only a draft can be changed")
     for key in EDITABLE:
         if key in data:
-            setattr(campaign, key, data[key])
+            setattr(campaign, key, _owner(session, data[key]) if key == "owner" else data[key])
     _set_message(session, campaign_step(session, campaign_id), data)
     _set_audience(session, campaign, data)
     session.flush()
@@ -120,6 +153,7 @@ def schedule(
     if send_at <= now:
         raise Invalid("send_at", f"{local.isoformat()} is in the past")
     campaign.send_at, campaign.timezone, campaign.status = send_at, timezone, "scheduled"
+    campaign.last_error = None
     return campaign
 
 
@@ -146,12 +180,21 @@ def launch(session: Session, campaign_id: int, now: datetime | None = None) -> C
     won = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign.id, Campaign.status == campaign.status)
-        .values(status="running")
+        .values(status="running", last_error=None)
     ).rowcount
     if not won:
         raise Conflict(f"campaign {campaign_id} changed while launching")
     session.refresh(campaign)
     return run
+
+
+def unschedule(session: Session, campaign_id: int, reason: str) -> None:
+    """A scheduled campaign that cannot be launched goes back to draft, saying why."""
+    session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == "scheduled")
+        .values(status="draft", last_error=reason)
+    )
 
 
 def due_campaigns(session: Session, now: datetime | None = None) -> list[int]:

@@ -1,4 +1,4 @@
-"""crash-safe sending: handed_at on messages, run progress, campaign completion
+"""crash-safe sending: handed_at on messages, run progress, campaign completion and launch errors
 
 Revision ID: 0003
 Revises: 0002
@@ -24,10 +24,12 @@ def upgrade():
         batch_op.add_column(sa.Column("progress_at", chatman.db.UTCDateTime(timezone=True), nullable=True))
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
         batch_op.add_column(sa.Column("completed_at", chatman.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("last_error", sa.Text(), nullable=True))
 
 
 def downgrade():
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.drop_column("last_error")
         batch_op.drop_column("completed_at")
     with op.batch_alter_table("campaign_runs", schema=None) as batch_op:
         batch_op.drop_column("progress_at")

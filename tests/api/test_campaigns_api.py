@@ -111,3 +111,24 @@ def test_template_placeholders_must_have_sources(client, auth):
     )
     assert response.status_code == 422
     assert set(response.json["errors"]) == {"variables.order", "variables.who"}
+
+
+def test_owner_must_be_a_user_and_campaigns_list_by_status(app, client, auth):
+    from chatman.auth.accounts import create_user
+
+    with app.extensions["chatman.db"].session() as session:
+        create_user(session, "maya@shop.example", "correct horse battery")
+    segment_id, template_id = setup(client, auth)
+    body = {"name": "Owned", "template_id": template_id, "include_segments": [segment_id]}
+    stranger = client.post("/api/v1/campaigns", headers=auth, json=body | {"owner": "nobody@shop.example"})
+    assert stranger.status_code == 422 and "owner" in stranger.json["errors"]
+    assert client.get("/api/v1/campaigns", headers=auth).json["items"] == []  # nothing half-written
+    owned = client.post("/api/v1/campaigns", headers=auth, json=body | {"owner": "Maya@Shop.example"})
+    assert owned.status_code == 201 and owned.json["owner"] == "maya@shop.example"
+    other = client.post("/api/v1/campaigns", headers=auth, json=body | {"name": "Other"}).json
+    client.post(f"/api/v1/campaigns/{other['id']}/cancel", headers=auth)
+    drafts = client.get("/api/v1/campaigns?status=draft", headers=auth).json["items"]
+    assert [c["name"] for c in drafts] == ["Owned"]
+    page = client.get("/api/v1/campaigns?limit=1", headers=auth).json
+    assert len(page["items"]) == 1 and page["next_after"] == page["items"][0]["id"]
+    assert client.get("/api/v1/campaigns?status=lost", headers=auth).status_code == 422

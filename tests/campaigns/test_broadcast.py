@@ -166,3 +166,49 @@ def test_reports_verify_finds_a_counter_that_drifted(app, session, redis, run_wo
     bad = app.test_cli_runner().invoke(args=["reports", "verify"])
     assert bad.exit_code != 0
     assert "targeted: stored 11, recount 10" in bad.output
+
+
+def test_a_due_campaign_whose_template_lost_its_approval_goes_back_to_draft(app, session, redis):
+    from datetime import timedelta
+
+    from chatman.clock import launch_due_campaigns, tick
+
+    everyone, _ = make_audience(session, 5)
+    template = save_template(
+        session,
+        {"name": "t", "language": "en", "category": "utility", "status": "approved", "body": "Hello"},
+    )
+    campaign = lifecycle.create_campaign(
+        session, {"name": "Later", "template_id": template.id, "include_segments": [everyone.id]}
+    )
+    now = utcnow()
+    lifecycle.schedule(session, campaign.id, now + timedelta(hours=1), "UTC", now=now)
+    template.status = "rejected"
+    session.commit()
+    task = launch_due_campaigns(app.extensions["chatman.db"], redis)
+    assert tick(redis, [task], now + timedelta(hours=2)) == 0
+    session.expire_all()
+    campaign = lifecycle.get_campaign(session, campaign.id)
+    assert campaign.status == "draft" and "not approved" in campaign.last_error
+    assert lifecycle.due_campaigns(session, now + timedelta(hours=3)) == []  # not retried every tick
+
+
+def test_cancel_skips_every_row_not_yet_taken_and_counts_them(app, session, redis):
+    from chatman.campaigns.dispatch import freeze_run
+
+    everyone, _ = make_audience(session, 50)
+    campaign = lifecycle.create_campaign(
+        session, {"name": "x", "body": "hi", "include_segments": [everyone.id]}
+    )
+    run = lifecycle.launch(session, campaign.id)
+    session.commit()
+    freeze_run(session, run.id)
+    lifecycle.set_status(session, campaign.id, "cancel")
+    session.commit()
+    reasons = dict(
+        session.execute(select(Message.skip_reason, func.count()).group_by(Message.skip_reason)).all()
+    )
+    assert reasons == {"dnd": 5, "cancelled": 45}
+    assert counters.differences(session, campaign.id) == []
+    session.refresh(run)
+    assert run.status == "cancelled"
