@@ -26,6 +26,8 @@ class SettingsError(ValueError):
     """A setting has a value the application cannot run with."""
 
 
+# A send batch may run for 600 s (jobs.BATCH_TIMEOUT_S); a claim younger than that is alive.
+MIN_STALE_CLAIM_S = 660.0
 # WhatsApp's messaging-limit tiers: unique contacts a sender may start conversations with per
 # rolling 24 hours (None: unlimited).
 DAILY_LIMIT_TIERS = (250, 2000, 10_000, 100_000, None)
@@ -128,6 +130,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             f"SENDER_DAILY_LIMIT={get('SENDER_DAILY_LIMIT')!r} is not a WhatsApp tier: "
             "250, 2000, 10000, 100000 or unlimited"
         )
+    stale_claim_s = number("STALE_CLAIM_S", Settings.stale_claim_s)
+    if stale_claim_s < MIN_STALE_CLAIM_S:
+        raise SettingsError(
+            f"STALE_CLAIM_S={stale_claim_s:g} is shorter than a send batch may run; "
+            f"use {MIN_STALE_CLAIM_S:g} or more"
+        )
     concurrency = int(number("SEND_CONCURRENCY", Settings.send_concurrency, int))
     if concurrency < 1:
         raise SettingsError(f"SEND_CONCURRENCY={concurrency} must be at least 1")
@@ -147,7 +155,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         sender_rate_per_s=number("SENDER_RATE_PER_S", Settings.sender_rate_per_s),
         import_batch_size=int(number("IMPORT_BATCH_SIZE", Settings.import_batch_size, int)),
         send_concurrency=concurrency,
-        stale_claim_s=number("STALE_CLAIM_S", Settings.stale_claim_s),
+        stale_claim_s=stale_claim_s,
         sender_daily_limit=daily_limit,
         skip_us_marketing=flag("SKIP_US_MARKETING", Settings.skip_us_marketing),
         simulator=SimulatorSettings(

@@ -7,6 +7,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from chatman import inbox
 from chatman.clock import last_tick
 from chatman.extensions import database, redis_client
 from chatman.jobs import worker_count
@@ -33,6 +34,8 @@ def healthz():
         info["workers"] = worker_count(connection)
         tick = last_tick(connection)
         info["clock_last_tick_s"] = round((utcnow() - tick).total_seconds(), 1) if tick else None
+        # Status callbacks accepted and not yet applied: should stay near 0.
+        info["status_backlog"] = inbox.backlog(connection, inbox.STATUS)
     except RedisError as exc:
         checks["redis"] = f"error: {exc.__class__.__name__}"
     healthy = all(v == "ok" for v in checks.values())

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from chatman import create_app
+from chatman import create_app, inbox
 from chatman.clock import tick
 
 
@@ -13,6 +13,9 @@ def test_healthz_reports_database_and_redis(client, redis):
     assert response.json["clock_last_tick_s"] is None
     tick(redis, [])
     assert client.get("/healthz").json["clock_last_tick_s"] < 60
+    assert response.json["status_backlog"] == 0
+    inbox.append(redis, inbox.STATUS, {"MessageSid": "SM1", "MessageStatus": "sent"})
+    assert client.get("/healthz").json["status_backlog"] == 1  # accepted, not applied yet
 
 
 def test_healthz_is_503_when_redis_does_not_answer(app):
