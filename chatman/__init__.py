@@ -16,6 +16,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=512 * 1024 * 1024)
+    if settings.trust_proxy_headers:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1, x_prefix=1)
     init_extensions(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(twilio_webhooks.bp)

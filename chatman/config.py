@@ -70,6 +70,8 @@ class Settings:
     # Meta delivers no marketing templates to US (+1) numbers: skip them rather than pay for failures.
     skip_us_marketing: bool = True
     simulator: SimulatorSettings = SimulatorSettings()
+    # Behind a reverse proxy that sets X-Forwarded-Proto/Host: believe them (only then).
+    trust_proxy_headers: bool = False
 
     @property
     def webhook_auth_token(self) -> str:
@@ -158,6 +160,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         stale_claim_s=stale_claim_s,
         sender_daily_limit=daily_limit,
         skip_us_marketing=flag("SKIP_US_MARKETING", Settings.skip_us_marketing),
+        trust_proxy_headers=flag("TRUST_PROXY_HEADERS", Settings.trust_proxy_headers),
         simulator=SimulatorSettings(
             delay_s=number("SIMULATOR_DELAY_S", SimulatorSettings.delay_s),
             failure_rate=rate("SIMULATOR_FAILURE_RATE", SimulatorSettings.failure_rate),

@@ -111,7 +111,7 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
 
     settings, db, connection = _context()
     provider = make_provider(settings, connection)
-    limiter = RateLimiter(connection, provider.name, settings.sender_rate_per_s)
+    limiter = RateLimiter(connection, provider.sender, settings.sender_rate_per_s)
     options = SendOptions(
         status_callback=settings.public_base_url + "/webhooks/twilio/status",
         concurrency=settings.send_concurrency,
@@ -120,8 +120,10 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
     with db.sessionmaker() as session:
         result = send(session, message_ids, provider, limiter, options)
         if result.retry:
+            # Backing off: 5 s after a first failed try, then 10, 20, 40 s.
+            delay = RETRY_DELAY * 2 ** max(0, result.retry_attempts - 1)
             queue(connection).enqueue_in(
-                RETRY_DELAY, send_batch, run_id, result.retry, result_ttl=0, job_timeout=BATCH_TIMEOUT_S
+                delay, send_batch, run_id, result.retry, result_ttl=0, job_timeout=BATCH_TIMEOUT_S
             )
         if result.ambiguous:
             queue(connection).enqueue_in(SETTLE_DELAY, settle_rows, result.ambiguous, result_ttl=0)

@@ -125,19 +125,28 @@ def worker_command() -> list[str]:
 
 @pytest.fixture
 def run_worker(app: Flask):
-    """Run a real RQ worker (`flask worker --burst`) until the queues are empty."""
+    """Run real RQ workers (`flask worker --burst`) side by side until the queues are empty."""
 
-    def run(timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [*worker_command(), "--burst"],
-            cwd=ROOT,
-            env=worker_env(app, **env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done
+    def run(timeout: float = 240, workers: int = 1, **env: str) -> subprocess.CompletedProcess:
+        started = [
+            subprocess.Popen(
+                [*worker_command(), "--burst"],
+                cwd=ROOT,
+                env=worker_env(app, **env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(workers)
+        ]
+        try:
+            outputs = [worker.communicate(timeout=timeout) for worker in started]
+        finally:
+            for worker in started:
+                worker.kill()
+        for worker, (_, errors) in zip(started, outputs, strict=True):
+            assert worker.returncode == 0, errors[-3000:]
+        return subprocess.CompletedProcess(worker_command(), 0, outputs[0][0], "".join(e for _, e in outputs))
 
     return run
 

@@ -86,6 +86,7 @@ class BatchResult:
     failed: int = 0
     released: int = 0  # put back to pending by a pause
     retry: list[int] = field(default_factory=list)
+    retry_attempts: int = 0  # the most tries any of `retry` has had
     ambiguous: list[int] = field(default_factory=list)  # no answer: to be looked up later
     runs: set[int] = field(default_factory=set)
 
@@ -197,6 +198,7 @@ def _send_group(
     result.submitted += recorded.submitted
     result.failed += recorded.failed
     result.retry += [f.row.id for f in retry]
+    result.retry_attempts = max([result.retry_attempts, *(f.row.attempts for f in retry)])
 
 
 def skip_reason(

@@ -49,6 +49,8 @@ class Provider(Protocol):
     """What the send pipeline knows of a provider."""
 
     name: str
+    # The WhatsApp sender messages leave from; rate limits are per sender.
+    sender: str
 
     def send(self, message: OutboundMessage) -> SendResult:
         """Hand one message over; retryable failures are marked so, not raised."""

@@ -83,6 +83,7 @@ def plan_callbacks(
 
 class SimulatorProvider:
     name = "simulator"
+    sender = SENDER
 
     def __init__(
         self, connection: Redis, network: NetworkSettings | None = None, rng: random.Random | None = None

@@ -51,6 +51,7 @@ class TwilioProvider:
         self.client.api.base_url = base_url
         self.from_ = from_ if from_ is None or from_.startswith("whatsapp:") else f"whatsapp:{from_}"
         self.messaging_service_sid = messaging_service_sid
+        self.sender = messaging_service_sid or self.from_
         self.retries = retries
         self.backoff_s = backoff_s
 

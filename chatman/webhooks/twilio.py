@@ -17,17 +17,19 @@ bp = Blueprint("twilio_webhooks", __name__, url_prefix="/webhooks/twilio")
 log = logging.getLogger(__name__)
 
 
-def signed_url() -> str:
-    """The URL Twilio signed: the public base URL (we may sit behind a proxy) + path + query."""
+def signed_urls() -> list[str]:
+    """The URLs Twilio may have signed: PUBLIC_BASE_URL + path + query, else the URL this
+    request reached us at (right when no proxy rewrites it, or with TRUST_PROXY_HEADERS)."""
     query = request.query_string.decode()
-    return settings().public_base_url + request.path + (f"?{query}" if query else "")
+    tail = request.path + (f"?{query}" if query else "")
+    return list(dict.fromkeys([settings().public_base_url + tail, request.root_url.rstrip("/") + tail]))
 
 
 @bp.before_request
 def verify_signature() -> None:
     signature = request.headers.get("X-Twilio-Signature", "")
     validator = RequestValidator(settings().webhook_auth_token)
-    if not signature or not validator.validate(signed_url(), request.form, signature):
+    if not signature or not any(validator.validate(url, request.form, signature) for url in signed_urls()):
         log.warning("rejected %s: bad or missing X-Twilio-Signature", request.path)
         abort(403)
 

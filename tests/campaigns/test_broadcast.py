@@ -47,7 +47,7 @@ def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, se
     run = lifecycle.launch(session, campaign.id)
     session.commit()
     enqueue_dispatch(redis, run.id)
-    run_worker()
+    run_worker(workers=2)  # two workers claim batches side by side
 
     session.expire_all()
     contacts = {c.phone: c for c in session.scalars(select(Contact))}

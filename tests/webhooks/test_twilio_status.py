@@ -112,3 +112,28 @@ def test_unsigned_or_wrongly_signed_callbacks_get_403_and_change_nothing(
 def test_callback_without_sid_is_a_400_after_the_signature_check(app, client, redis):
     assert post(client, app, {"MessageStatus": "sent"}).status_code == 400
     assert inbox.backlog(redis, inbox.STATUS) == 0
+
+
+def test_behind_a_proxy_the_forwarded_url_is_checked_only_when_trusted(app, session, redis):
+    from dataclasses import replace
+
+    from chatman import create_app
+
+    _, _, _, (message,) = make_submitted_run(session, 1)
+    form = params(message.provider_sid, "delivered")
+    public = "https://chat.example.com"
+    signature = RequestValidator(app.extensions["chatman.settings"].webhook_auth_token).compute_signature(
+        public + URL, form
+    )
+    headers = {
+        "X-Twilio-Signature": signature,
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "chat.example.com",
+    }
+    settings = replace(app.extensions["chatman.settings"], public_base_url="http://unset.invalid")
+    untrusting = create_app(settings).test_client()
+    assert untrusting.post(URL, data=form, headers=headers).status_code == 403
+    assert inbox.backlog(redis, inbox.STATUS) == 0
+    trusting = create_app(replace(settings, trust_proxy_headers=True)).test_client()
+    assert trusting.post(URL, data=form, headers=headers).status_code == 204
+    assert inbox.backlog(redis, inbox.STATUS) == 1
