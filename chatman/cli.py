@@ -30,6 +30,7 @@ tokens_cli = AppGroup("tokens", help="API bearer tokens.")
 users_cli = AppGroup("users", help="Admin UI users.")
 demo_cli = AppGroup("demo", help="Demo data.")
 reports_cli = AppGroup("reports", help="Campaign reports.")
+simulator_cli = AppGroup("simulator", help="The simulated WhatsApp network (no Twilio account).")
 
 
 def _fail(error: DomainError) -> click.ClickException:
@@ -165,6 +166,51 @@ def reports_verify(campaign_id: int | None) -> None:
     click.echo(f"{checked} counters checked: all equal to the recount")
 
 
+@simulator_cli.command("say")
+@click.argument("phone")
+@click.argument("text", required=False)
+@click.option("--button", "button_payload", help="tap a button with this payload instead of typing")
+@click.option("--wait", default=3.0, show_default=True, help="seconds to wait for the business to answer")
+def simulator_say(phone: str, text: str | None, button_payload: str | None, wait: float) -> None:
+    """Write TEXT to the business as the customer PHONE; print what the business answers."""
+    import time
+
+    from chatman.contacts.fields import normalise_phone
+    from chatman.messaging.simulator import customer_says, sent_to
+
+    config = settings()
+    if config.twilio_account_sid and config.twilio_auth_token:
+        raise click.ClickException("Twilio is the provider (TWILIO_* are set): the simulator is off")
+    if not (text or button_payload):
+        raise click.UsageError("say something: TEXT or --button PAYLOAD")
+    try:
+        phone = normalise_phone(phone, config.default_region)
+    except DomainError as error:
+        raise _fail(error) from None
+    before = len(sent_to(redis_client(), phone))
+    url = config.public_base_url + "/webhooks/twilio/inbound"
+    try:
+        _, status = customer_says(
+            url, config.webhook_auth_token, phone, body=text, button_payload=button_payload
+        )
+    except OSError as error:
+        raise click.ClickException(
+            f"nobody answers at {url} ({error}); is the web process running?"
+        ) from None
+    if status != 200:
+        raise click.ClickException(f"the inbound webhook at {url} answered HTTP {status}")
+    deadline = time.monotonic() + wait
+    shown = before
+    while time.monotonic() < deadline:
+        answers = sent_to(redis_client(), phone)
+        for answer in answers[shown:]:
+            click.echo(f"business: {answer['body'] or answer['content_sid']}")
+        shown = len(answers)
+        time.sleep(0.2)
+    if shown == before:
+        click.echo("(no answer)")
+
+
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 def worker_command(burst: bool) -> None:
@@ -197,6 +243,7 @@ def init_cli(app: Flask) -> None:
         users_cli,
         demo_cli,
         reports_cli,
+        simulator_cli,
         worker_command,
         clock_command,
     ):

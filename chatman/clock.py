@@ -18,14 +18,17 @@ from chatman import inbox, jobs
 from chatman.campaigns import dispatch, lifecycle
 from chatman.db import Database
 from chatman.errors import Conflict, Invalid
+from chatman.flows import engine as flows
 from chatman.jobs import enqueue_dispatch
 from chatman.ledger import sending
 from chatman.ledger.status import sids_with_pending_events
+from chatman.messaging import outbox
 from chatman.timeutils import utcnow
 
 HEARTBEAT_KEY = "chatman:clock:last_tick"
 # A run still freezing this long after it started lost its dispatch job.
 STALE_FREEZE = timedelta(minutes=2)
+LOST_MESSAGE = timedelta(minutes=5)
 log = logging.getLogger(__name__)
 
 # Each task takes the tick time and returns how much work it enqueued. Later features
@@ -111,6 +114,10 @@ def recover_stale_sends(db: Database, connection: Redis, stale_after_s: float) -
                 dispatch.mark_progress(session, run_id, now)  # one re-dispatch per quiet period
                 session.commit()
                 enqueued += enqueue_dispatch(connection, run_id, again=True)
+            # A conversation message is sent within seconds; one still waiting lost its job.
+            lost = outbox.stale_pending(session, now - LOST_MESSAGE)
+            jobs.enqueue_sends(connection, lost)
+            enqueued += len(lost)
         return enqueued
 
     task.__name__ = "recover_stale_sends"
@@ -134,9 +141,22 @@ def drain_inboxes(db: Database, connection: Redis) -> TickTask:
     return task
 
 
+def expire_flows(db: Database, connection: Redis) -> TickTask:
+    """Tick task: end the flows whose contact stopped answering."""
+
+    def task(now: datetime) -> int:
+        with db.sessionmaker() as session:
+            overdue = flows.any_overdue(session, now)
+        return jobs.enqueue_once(connection, jobs.expire_flows, "expire-flows") if overdue else 0
+
+    task.__name__ = "expire_flows"
+    return task
+
+
 def default_tasks(db: Database, connection: Redis, stale_claim_s: float) -> list[TickTask]:
     return [
         launch_due_campaigns(db, connection),
         recover_stale_sends(db, connection, stale_claim_s),
         drain_inboxes(db, connection),
+        expire_flows(db, connection),
     ]

@@ -72,6 +72,17 @@ class Settings:
     simulator: SimulatorSettings = SimulatorSettings()
     # Behind a reverse proxy that sets X-Forwarded-Proto/Host: believe them (only then).
     trust_proxy_headers: bool = False
+    # Inbound words (compared as the trigger matcher compares text) that opt a contact out / in.
+    opt_out_keywords: tuple[str, ...] = ("STOP", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
+    opt_in_keywords: tuple[str, ...] = ("START", "UNSTOP")
+    # The payload of a template's "Stop promotions" quick-reply button.
+    opt_out_payload: str | None = "OPT_OUT"
+    opt_out_confirmation: str = (
+        "You have been unsubscribed and will get no more messages from us. Reply START to subscribe again."
+    )
+    opt_in_confirmation: str = "You are subscribed again. Reply STOP at any time to unsubscribe."
+    # An inbound message this long after a campaign message counts as a reply to it.
+    reply_window_h: float = 72.0
 
     @property
     def webhook_auth_token(self) -> str:
@@ -119,6 +130,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             return False
         raise SettingsError(f"{name}={raw!r} is not true or false")
 
+    def words(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        raw = get(name)
+        if raw is None:
+            return default
+        listed = tuple(w.strip() for w in raw.split(",") if w.strip())
+        if not listed:
+            raise SettingsError(f"{name} lists no words (comma-separated, e.g. STOP,UNSUBSCRIBE)")
+        return listed
+
     def rate(name: str, default: float) -> float:
         value = number(name, default)
         if not 0 <= value <= 1:
@@ -161,6 +181,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         sender_daily_limit=daily_limit,
         skip_us_marketing=flag("SKIP_US_MARKETING", Settings.skip_us_marketing),
         trust_proxy_headers=flag("TRUST_PROXY_HEADERS", Settings.trust_proxy_headers),
+        opt_out_keywords=words("OPT_OUT_KEYWORDS", Settings.opt_out_keywords),
+        opt_in_keywords=words("OPT_IN_KEYWORDS", Settings.opt_in_keywords),
+        opt_out_payload=get("OPT_OUT_PAYLOAD") or Settings.opt_out_payload,
+        opt_out_confirmation=get("OPT_OUT_CONFIRMATION") or Settings.opt_out_confirmation,
+        opt_in_confirmation=get("OPT_IN_CONFIRMATION") or Settings.opt_in_confirmation,
+        reply_window_h=number("REPLY_WINDOW_H", Settings.reply_window_h),
         simulator=SimulatorSettings(
             delay_s=number("SIMULATOR_DELAY_S", SimulatorSettings.delay_s),
             failure_rate=rate("SIMULATOR_FAILURE_RATE", SimulatorSettings.failure_rate),

@@ -70,6 +70,23 @@ def add_counters(
     session.connection().execute(stmt, list(rows))
 
 
+def insert_or_overwrite(
+    session: Session,
+    model,
+    rows: Sequence[Mapping[str, Any]],
+    key_columns: Sequence[str],
+    overwrite: Sequence[str],
+) -> None:
+    """INSERT rows; where one collides on `key_columns`, set its `overwrite` columns instead."""
+    if not rows:
+        return
+    stmt, _ = _insert(session, model.__table__)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(key_columns), set_={name: stmt.excluded[name] for name in overwrite}
+    )
+    session.connection().execute(stmt, list(rows))
+
+
 def json_merge(dialect: str, current, patch):
     """SQL for `current` with the keys of `patch` written over it (both JSON objects)."""
     if dialect == "postgresql":

@@ -21,7 +21,9 @@ from chatman import inbox
 from chatman.config import Settings, load_settings
 from chatman.db import Database
 
-QUEUES = ("default",)
+# Workers take jobs from the first queue that has one: a customer waiting for an answer comes
+# before the next batch of a broadcast.
+QUEUES = ("replies", "default")
 # Longer than any batch takes, shorter than STALE_CLAIM_S: a batch that overruns is killed
 # before the clock treats its rows as abandoned.
 BATCH_TIMEOUT_S = 600
@@ -55,6 +57,11 @@ def worker_count(connection: Redis) -> int:
 def _context() -> tuple[Settings, Database, Redis]:
     settings = load_settings()
     return settings, Database(settings.database_url), Redis.from_url(settings.redis_url)
+
+
+def status_callback(settings: Settings) -> str:
+    """Where providers report delivery statuses: our status webhook, at the public address."""
+    return settings.public_base_url + "/webhooks/twilio/status"
 
 
 def enqueue_once(connection: Redis, func, job_id: str, *args, at: datetime | None = None, **options) -> bool:
@@ -103,6 +110,36 @@ def dispatch_run(run_id: int) -> int:
     return len(jobs)
 
 
+def enqueue_sends(connection: Redis, message_ids: list[int], runs: list[tuple[int, int]] = ()) -> None:
+    """Send conversation messages and single-contact campaign starts, ahead of broadcasts."""
+    jobs = [Queue.prepare_data(send_message, args=(m,), result_ttl=0, timeout=60) for m in message_ids]
+    jobs += [Queue.prepare_data(send_batch, args=(run, [m]), result_ttl=0, timeout=60) for run, m in runs]
+    if jobs:
+        queue(connection, "replies").enqueue_many(jobs)
+
+
+def send_message(message_id: int) -> str:
+    """Send one conversation message (a reply, a flow's question, a confirmation)."""
+    from chatman.messaging.delivery import Answers
+    from chatman.messaging.outbox import send_queued
+    from chatman.messaging.providers import make_provider
+
+    settings, db, connection = _context()
+    provider = make_provider(settings, connection)
+    with db.sessionmaker() as session:
+        outcome = send_queued(session, message_id, provider, status_callback(settings))
+    if not isinstance(outcome, Answers):
+        return outcome
+    if outcome.retry:
+        delay = RETRY_DELAY * 2 ** max(0, outcome.retry_attempts - 1)
+        queue(connection, "replies").enqueue_in(delay, send_message, message_id, result_ttl=0)
+    if outcome.ambiguous:
+        queue(connection).enqueue_in(SETTLE_DELAY, settle_rows, outcome.ambiguous, result_ttl=0)
+    if outcome.submitted and provider.name == "simulator":
+        enqueue_once(connection, simulate_callbacks, "simulator-callbacks")
+    return "submitted" if outcome.submitted else "failed" if outcome.failed else "pending"
+
+
 def send_batch(run_id: int, message_ids: list[int]) -> dict:
     from chatman.campaigns.dispatch import SendOptions, finish_run
     from chatman.campaigns.dispatch import send_batch as send
@@ -113,7 +150,7 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
     provider = make_provider(settings, connection)
     limiter = RateLimiter(connection, provider.sender, settings.sender_rate_per_s)
     options = SendOptions(
-        status_callback=settings.public_base_url + "/webhooks/twilio/status",
+        status_callback=status_callback(settings),
         concurrency=settings.send_concurrency,
         skip_us_marketing=settings.skip_us_marketing,
     )
@@ -206,13 +243,25 @@ def settle_rows(message_ids: list[int]) -> dict:
     return _recover(datetime.now(UTC), message_ids)
 
 
+def expire_flows() -> int:
+    """End flows whose contact stopped answering (with the flow's timeout message)."""
+    from chatman.flows.engine import expire
+
+    _, db, connection = _context()
+    with db.sessionmaker() as session:
+        queued = expire(session)
+        session.commit()
+    enqueue_sends(connection, queued)
+    return len(queued)
+
+
 def recover_stale_sends(claimed_before: str) -> dict:
-    """Settle rows whose batch died (see dispatch.recover_stale_claims) and send the rest."""
+    """Settle rows whose sender died (see delivery.recover_stale_claims) and send the rest."""
     return _recover(datetime.fromisoformat(claimed_before), None)
 
 
 def _recover(claimed_before: datetime, message_ids: list[int] | None) -> dict:
-    from chatman.campaigns.dispatch import recover_stale_claims
+    from chatman.messaging.delivery import recover_stale_claims
     from chatman.messaging.providers import make_provider
 
     settings, db, connection = _context()
@@ -221,6 +270,7 @@ def _recover(claimed_before: datetime, message_ids: list[int] | None) -> dict:
         report = recover_stale_claims(session, provider, claimed_before, ids=message_ids)
     for run_id in report.runs:
         enqueue_dispatch(connection, run_id, again=True)
+    enqueue_sends(connection, report.conversation)
     if report.found or report.resent or report.released or report.abandoned:
         log.warning("recovered stale claims: %s", report)
     return {

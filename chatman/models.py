@@ -3,8 +3,11 @@
 from chatman.auth.models import ApiToken, User
 from chatman.campaigns.models import Campaign, CampaignRun, CampaignSegment, CampaignStep
 from chatman.contacts.models import AttributeDefinition, Contact, Segment, SegmentLink, SegmentMember
+from chatman.flows.models import Flow, FlowSession
 from chatman.ledger.models import CampaignStat, Message, MessageEvent
-from chatman.messaging.models import Template
+from chatman.messaging.models import InboundMessage, Template
+from chatman.revisions import Revision
+from chatman.triggers.models import Event, Trigger, TriggerFiring
 
 __all__ = [
     "ApiToken",
@@ -15,11 +18,18 @@ __all__ = [
     "CampaignStat",
     "CampaignStep",
     "Contact",
+    "Event",
+    "Flow",
+    "FlowSession",
+    "InboundMessage",
     "Message",
     "MessageEvent",
+    "Revision",
     "Segment",
     "SegmentLink",
     "SegmentMember",
     "Template",
+    "Trigger",
+    "TriggerFiring",
     "User",
 ]

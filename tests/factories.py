@@ -43,7 +43,7 @@ def make_submitted_run(session: Session, recipients: int):
     session.add(campaign)
     session.flush()
     step = CampaignStep(campaign_id=campaign.id, position=0, body="hi")
-    run = CampaignRun(campaign_id=campaign.id, occurrence_at=now, status="sending")
+    run = CampaignRun(campaign_id=campaign.id, occurrence_at=now, occurrence_key=now.isoformat(), status="sending")
     session.add_all([step, run])
     session.flush()
     messages = []

@@ -55,7 +55,7 @@ def handle_domain_error(error: DomainError):
 
 
 def init_api(app: Flask) -> Api:
-    from chatman.api import campaigns, contacts, segments, templates
+    from chatman.api import campaigns, contacts, events, flows, segments, simulator, templates, triggers
 
     app.config.update(
         API_TITLE="Chatman API",
@@ -70,13 +70,22 @@ def init_api(app: Flask) -> Api:
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearerAuth": []}],
             "info": {
-                "description": "Contacts, segments and imports. Send `Authorization: "
-                "Bearer <token>`; create one with `flask tokens create NAME`."
+                "description": "Contacts, segments, templates, campaigns, triggers, flows and events. "
+                "Send `Authorization: Bearer <token>`; create one with `flask tokens create NAME`."
             },
         },
     )
     api = ChatmanApi(app)
-    for blueprint in (contacts.blp, segments.blp, templates.blp, campaigns.blp):
+    for blueprint in (
+        contacts.blp,
+        segments.blp,
+        templates.blp,
+        campaigns.blp,
+        triggers.blp,
+        flows.blp,
+        events.blp,
+        simulator.blp,
+    ):
         api.register_blueprint(blueprint, url_prefix=f"{PREFIX}{blueprint.url_prefix or ''}")
     app.register_error_handler(DomainError, handle_domain_error)
 

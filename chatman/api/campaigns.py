@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 
 from chatman.api.auth import require_token
 from chatman.campaigns import lifecycle
-from chatman.campaigns.models import CAMPAIGN_STATUSES
+from chatman.campaigns.models import CAMPAIGN_KINDS, CAMPAIGN_STATUSES
 from chatman.campaigns.preflight import Preflight, preflight
 from chatman.errors import Invalid
 from chatman.extensions import redis_client, request_session, settings
@@ -41,7 +41,14 @@ class PreflightSchema(ma.Schema):
 class CampaignSchema(ma.Schema):
     id = ma.fields.Integer(dump_only=True)
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    kind = ma.fields.String(dump_only=True)
+    kind = ma.fields.String(
+        load_default="one_time",
+        validate=ma.validate.OneOf(CAMPAIGN_KINDS),
+        metadata={"description": "one_time (a broadcast) or triggered (by an event or an inbound trigger)"},
+    )
+    trigger_event = ma.fields.String(
+        allow_none=True, metadata={"description": "triggered: the event (POST /events) that sends it"}
+    )
     status = ma.fields.String(dump_only=True)
     utm_campaign = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
     template_id = ma.fields.Integer(allow_none=True)
@@ -59,6 +66,7 @@ class CampaignSchema(ma.Schema):
 
 
 class CampaignUpdateSchema(CampaignSchema):
+    kind = ma.fields.String(dump_only=True)
     include_segments = ma.fields.List(ma.fields.Integer())
     exclude_segments = ma.fields.List(ma.fields.Integer())
 
@@ -94,6 +102,7 @@ def _dump(campaign, preflight: Preflight | None = None) -> dict:
         "id": campaign.id,
         "name": campaign.name,
         "kind": campaign.kind,
+        "trigger_event": campaign.trigger_event,
         "status": campaign.status,
         "owner": campaign.owner,
         "utm_campaign": campaign.utm_campaign,
@@ -180,7 +189,8 @@ class Launch(MethodView):
             raise Invalid.many({"preflight": report.errors})
         run = lifecycle.launch(session, campaign_id)
         session.commit()
-        enqueue_dispatch(redis_client(), run.id)
+        if run is not None:
+            enqueue_dispatch(redis_client(), run.id)
         return _dump(lifecycle.get_campaign(session, campaign_id), report)
 
 

@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session
 from chatman.campaigns.audience import freeze_page
 from chatman.campaigns.lifecycle import campaign_step
 from chatman.campaigns.models import Campaign, CampaignRun, CampaignStep
-from chatman.contacts.dnd import set_dnd
 from chatman.contacts.models import Contact
 from chatman.ledger import sending, states
 from chatman.ledger.models import Message
+from chatman.messaging.delivery import record_answers
 from chatman.messaging.models import Template
-from chatman.messaging.providers import OPT_OUT_CODES, OutboundMessage, Provider
+from chatman.messaging.providers import OutboundMessage, Provider
 from chatman.messaging.ratelimit import RateLimiter
 from chatman.messaging.rendering import MissingVariable, render, resolve, tag_links
 from chatman.timeutils import utcnow
@@ -35,7 +35,6 @@ from chatman.timeutils import utcnow
 BATCH_SIZE = 250
 # Rows handed to the provider between two commits: what a crash can leave undecided.
 GROUP_SIZE = 100
-MAX_ATTEMPTS = 5
 WINDOW = timedelta(hours=24)
 
 
@@ -118,10 +117,12 @@ def send_batch(
             CampaignStep,
             Campaign.status.label("campaign_status"),
             Campaign.utm_campaign,
+            CampaignRun.context,
         )
         .join(Contact, Contact.id == Message.contact_id)
         .join(CampaignStep, CampaignStep.id == Message.step_id)
         .join(Campaign, Campaign.id == Message.campaign_id)
+        .join(CampaignRun, CampaignRun.id == Message.run_id)
         .where(Message.claim_token == token)
         .order_by(Message.id)
     ).all()
@@ -148,7 +149,9 @@ def send_batch(
         reason = skip_reason(row.campaign_status, row.Contact, row.CampaignStep, templates, now, options)
         if reason is None:
             try:
-                message = _outbound(row.Contact, row.CampaignStep, templates, row.utm_campaign, options)
+                message = _outbound(
+                    row.Contact, row.CampaignStep, templates, row.utm_campaign, options, row.context
+                )
             except MissingVariable:
                 reason = "missing_variable"
         if reason is None:
@@ -182,23 +185,13 @@ def _send_group(
     session.commit()
     group = [(row, message) for row, message in group if row.id in owned]
     answers = list(pool.map(provider.send, [message for _, message in group]))
-    submitted, retry, failed = [], [], []
-    for (row, _), answer in zip(group, answers, strict=True):
-        if answer.ambiguous:  # stays claimed and handed until the provider is asked
-            result.ambiguous.append(row.id)
-        elif answer.ok:
-            submitted.append((row, answer.sid))
-        elif answer.retryable and row.attempts < MAX_ATTEMPTS:
-            retry.append(sending.Failure(row, answer.error_code, answer.error_message))
-        else:
-            failed.append(sending.Failure(row, answer.error_code, answer.error_message))
-    recorded = sending.record_results(session, token, submitted, retry, failed, now=utcnow())
-    set_dnd(session, [f.row.contact_id for f in failed if f.code in OPT_OUT_CODES], "opt_out")
+    recorded = record_answers(session, token, [(row, a) for (row, _), a in zip(group, answers, strict=True)])
     session.commit()
     result.submitted += recorded.submitted
     result.failed += recorded.failed
-    result.retry += [f.row.id for f in retry]
-    result.retry_attempts = max([result.retry_attempts, *(f.row.attempts for f in retry)])
+    result.retry += recorded.retry
+    result.retry_attempts = max(result.retry_attempts, recorded.retry_attempts)
+    result.ambiguous += recorded.ambiguous
 
 
 def skip_reason(
@@ -232,12 +225,13 @@ def _outbound(
     templates: dict[int, Template],
     utm: str | None,
     options: SendOptions,
+    context: dict | None = None,
 ) -> OutboundMessage:
     callback = options.status_callback
     if step.template_id is None:
         return OutboundMessage(to=contact.phone, body=tag_links(step.body, utm), status_callback=callback)
     template = templates[step.template_id]
-    values = {k: tag_links(v, utm) for k, v in resolve(template.variables or {}, contact).items()}
+    values = {k: tag_links(v, utm) for k, v in resolve(template.variables or {}, contact, context).items()}
     if template.content_sid:
         return OutboundMessage(
             to=contact.phone,
@@ -265,7 +259,7 @@ def finish_run(session: Session, run_id: int, now: datetime | None = None) -> bo
         .where(CampaignRun.id == run_id, CampaignRun.status == "sending")
         .values(status="completed", completed_at=now)
     ).rowcount
-    if moved:
+    if moved and session.get(Campaign, run.campaign_id).kind == "one_time":  # triggered ones stay on
         still_open = exists().where(
             CampaignRun.campaign_id == run.campaign_id, CampaignRun.status.in_(("freezing", "sending"))
         )
@@ -297,90 +291,3 @@ def stalled_runs(session: Session, quiet_since: datetime) -> list[int]:
 
 def mark_progress(session: Session, run_id: int, now: datetime) -> None:
     session.execute(update(CampaignRun).where(CampaignRun.id == run_id).values(progress_at=now))
-
-
-@dataclass
-class Recovery:
-    released: int = 0  # claimed but never handed over: back to pending
-    found: int = 0  # handed over, and the provider has it: recorded as submitted
-    resent: int = 0  # handed over, the provider never got it: back to pending
-    unresolved: int = 0  # the provider could not be asked: left for the next try
-    abandoned: int = 0  # its batches died MAX_ATTEMPTS times: failed, not tried again
-    runs: set[int] = field(default_factory=set)
-
-
-def recover_stale_claims(
-    session: Session,
-    provider: Provider,
-    claimed_before: datetime,
-    ids: Sequence[int] | None = None,
-    lookups: int = 8,
-) -> Recovery:
-    """Settle claimed rows (all claimed before `claimed_before`, or just `ids`) that no batch
-    will finish: never handed -> pending; handed -> ask the provider whether it has the
-    message (then it is submitted) or not (then it goes back to pending, to be sent)."""
-    report = Recovery()
-    seen: set[int] = set()
-    while stale := [
-        s for s in sending.stale_claims(session, claimed_before, ids=ids) if s.row.id not in seen
-    ]:
-        seen.update(s.row.id for s in stale)
-        report.runs.update(s.row.run_id for s in stale)
-        by_token: dict[str, list[int]] = defaultdict(list)
-        for s in stale:
-            if s.handed_at is None and s.row.attempts < MAX_ATTEMPTS:
-                by_token[s.token].append(s.row.id)
-            elif s.handed_at is None:
-                report.abandoned += _abandon(session, s)
-        for token, ids in by_token.items():
-            report.released += sending.release(session, token, ids)
-        session.commit()
-        handed = [s for s in stale if s.handed_at is not None]
-        phones = dict(
-            session.execute(
-                select(Contact.id, Contact.phone).where(Contact.id.in_({s.row.contact_id for s in handed}))
-            ).all()
-        )
-
-        with ThreadPoolExecutor(lookups) as pool:
-            answers = list(
-                pool.map(
-                    _ask,
-                    [provider] * len(handed),
-                    [phones[h.row.contact_id] for h in handed],
-                    [h.handed_at for h in handed],
-                )
-            )
-        candidates = {sid for found in answers if found for sid in found}
-        taken = set(session.scalars(select(Message.provider_sid).where(Message.provider_sid.in_(candidates))))
-        for claim, found in zip(handed, answers, strict=True):
-            if found is None:
-                report.unresolved += 1
-                continue
-            sid = next((s for s in found if s not in taken), None)
-            if sid is not None:
-                taken.add(sid)
-                report.found += sending.record_results(
-                    session, claim.token, submitted=[(claim.row, sid)], now=utcnow()
-                ).submitted
-            elif claim.row.attempts >= MAX_ATTEMPTS:
-                report.abandoned += _abandon(session, claim)
-            else:
-                report.resent += sending.record_results(
-                    session, claim.token, retry=[sending.Failure(claim.row, None)], now=utcnow()
-                ).retry
-        session.commit()
-    return report
-
-
-def _abandon(session: Session, claim: sending.StaleClaim) -> int:
-    """A row whose every batch died (it may be what kills them): fail it, visibly."""
-    failure = sending.Failure(claim.row, "abandoned", f"its send batch died {claim.row.attempts} times")
-    return sending.record_results(session, claim.token, failed=[failure], now=utcnow()).failed
-
-
-def _ask(provider: Provider, phone: str, since: datetime) -> list[str] | None:
-    try:
-        return provider.lookup(phone, since)
-    except Exception:  # the provider cannot be asked now: the next recovery asks again
-        return None

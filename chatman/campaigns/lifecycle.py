@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatman.auth.accounts import find_user
-from chatman.campaigns.models import Campaign, CampaignRun, CampaignSegment, CampaignStep
+from chatman.campaigns.models import CAMPAIGN_KINDS, Campaign, CampaignRun, CampaignSegment, CampaignStep
 from chatman.contacts.fields import validate_timezone
 from chatman.contacts.models import Segment
 from chatman.errors import Conflict, Invalid, NotFound
@@ -20,7 +21,8 @@ from chatman.ledger import sending
 from chatman.messaging.models import Template
 from chatman.timeutils import utcnow
 
-EDITABLE = ("name", "owner", "utm_campaign")
+EDITABLE = ("name", "owner", "utm_campaign", "trigger_event")
+EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 def get_campaign(session: Session, campaign_id: int) -> Campaign:
@@ -79,6 +81,12 @@ def _set_message(session: Session, step: CampaignStep, data: Mapping[str, Any]) 
 
 
 def _set_audience(session: Session, campaign: Campaign, data: Mapping[str, Any]) -> None:
+    if campaign.kind == "triggered":
+        if data.get("include_segments") or data.get("exclude_segments"):
+            raise Invalid(
+                "include_segments", "a triggered campaign sends to whoever triggers it: no segments"
+            )
+        return
     if "include_segments" not in data and "exclude_segments" not in data:
         return
     current = campaign_segments(session, campaign.id)
@@ -109,11 +117,22 @@ def _owner(session: Session, email: str | None) -> str | None:
     return user.email
 
 
+def _check_kind(campaign: Campaign) -> None:
+    if campaign.kind not in CAMPAIGN_KINDS:
+        raise Invalid("kind", f"one of {', '.join(CAMPAIGN_KINDS)}")
+    if campaign.trigger_event is not None:
+        if campaign.kind != "triggered":
+            raise Invalid("trigger_event", "only a triggered campaign starts on an event")
+        if not EVENT_NAME.match(campaign.trigger_event):
+            raise Invalid("trigger_event", "an event name: letters, digits and _ . : - (e.g. order_created)")
+
+
 def create_campaign(session: Session, data: Mapping[str, Any]) -> Campaign:
     if not data.get("name"):
         raise Invalid("name", "a campaign needs a name")
     fields = {k: data.get(k) for k in EDITABLE} | {"owner": _owner(session, data.get("owner"))}
-    campaign = Campaign(kind="one_time", status="draft", **fields)
+    campaign = Campaign(kind=data.get("kind") or "one_time", status="draft", **fields)
+    _check_kind(campaign)
     session.add(campaign)
     session.flush()
     step = CampaignStep(campaign_id=campaign.id, position=0)
@@ -131,6 +150,7 @@ def update_campaign(session: Session, campaign_id: int, data: Mapping[str, Any])
     for key in EDITABLE:
         if key in data:
             setattr(campaign, key, _owner(session, data[key]) if key == "owner" else data[key])
+    _check_kind(campaign)
     _set_message(session, campaign_step(session, campaign_id), data)
     _set_audience(session, campaign, data)
     session.flush()
@@ -145,6 +165,8 @@ def schedule(
     campaign = get_campaign(session, campaign_id)
     if campaign.status not in ("draft", "scheduled"):
         raise Conflict(f"campaign {campaign_id} is {campaign.status}")
+    if campaign.kind == "triggered":
+        raise Conflict(f"campaign {campaign_id} is triggered: it sends when its event or trigger fires")
     validate_timezone(timezone)
     local = (
         send_at_local.replace(tzinfo=ZoneInfo(timezone)) if send_at_local.tzinfo is None else send_at_local
@@ -157,8 +179,10 @@ def schedule(
     return campaign
 
 
-def launch(session: Session, campaign_id: int, now: datetime | None = None) -> CampaignRun:
-    """Start the campaign's run. The unique occurrence makes a second launch a Conflict."""
+def launch(session: Session, campaign_id: int, now: datetime | None = None) -> CampaignRun | None:
+    """Start the campaign's run (None for a triggered campaign: launching switches it on, and
+    each trigger starts a run of its own). The unique occurrence makes a second launch a
+    Conflict."""
     now = now or utcnow()
     campaign = get_campaign(session, campaign_id)
     if campaign.status not in ("draft", "scheduled"):
@@ -168,8 +192,24 @@ def launch(session: Session, campaign_id: int, now: datetime | None = None) -> C
         template = session.get(Template, step.template_id)
         if template.status != "approved":
             raise Invalid("template_id", f"template {template.name!r} is {template.status}, not approved")
+    if campaign.kind == "triggered":
+        won = session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign.id, Campaign.status == "draft")
+            .values(status="running")
+        ).rowcount
+        if not won:
+            raise Conflict(f"campaign {campaign_id} changed while launching")
+        session.refresh(campaign)
+        return None
     occurrence = campaign.send_at if campaign.status == "scheduled" else now
-    run = CampaignRun(campaign_id=campaign.id, occurrence_at=occurrence, status="freezing", frozen_through=0)
+    run = CampaignRun(
+        campaign_id=campaign.id,
+        occurrence_at=occurrence,
+        occurrence_key=occurrence.isoformat(),
+        status="freezing",
+        frozen_through=0,
+    )
     session.add(run)
     try:
         with session.begin_nested():

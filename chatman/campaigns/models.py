@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from chatman.db import Base, Id, Json, UTCDateTime
 from chatman.timeutils import utcnow
 
-CAMPAIGN_KINDS = ("one_time",)
+CAMPAIGN_KINDS = ("one_time", "triggered")
 CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "completed", "cancelled")
 
 
@@ -28,6 +28,8 @@ class Campaign(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16), default="one_time")
+    # triggered campaigns: the external event (POST /api/v1/events) that sends it to a contact
+    trigger_event: Mapped[str | None] = mapped_column(String(100), index=True)
     status: Mapped[str] = mapped_column(String(16), default="draft")
     owner: Mapped[str | None] = mapped_column(String(254))
     utm_campaign: Mapped[str | None] = mapped_column(String(100))
@@ -73,11 +75,12 @@ class CampaignStep(Base):
 
 
 class CampaignRun(Base):
-    """One occurrence of a campaign; unique per occurrence so it runs once."""
+    """One occurrence of a campaign (or, for a triggered campaign, one start for one contact);
+    unique per occurrence key so it runs once."""
 
     __tablename__ = "campaign_runs"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "occurrence_at", name="uq_campaign_runs_occurrence"),
+        UniqueConstraint("campaign_id", "occurrence_key", name="uq_campaign_runs_occurrence"),
         CheckConstraint(
             "status IN ('freezing', 'sending', 'paused', 'completed', 'cancelled')", name="status"
         ),
@@ -86,6 +89,11 @@ class CampaignRun(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
     occurrence_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What makes this run the one run of its occurrence: the scheduled time (ISO), or for a
+    # triggered campaign the event or inbound message that started it.
+    occurrence_key: Mapped[str] = mapped_column(String(160))
+    # Values the run's templates may use ({"event": "order_id"}): an event's properties.
+    context: Mapped[dict[str, Any] | None] = mapped_column(Json)
     status: Mapped[str] = mapped_column(String(16), default="freezing")
     # Keyset cursor of the audience freeze, so an interrupted freeze resumes where it stopped.
     frozen_through: Mapped[int] = mapped_column(Id, default=0)

@@ -48,10 +48,14 @@ def preflight(
     now: datetime | None = None,
 ) -> Preflight:
     now = now or utcnow()
-    get_campaign(session, campaign_id)
+    campaign = get_campaign(session, campaign_id)
     step = campaign_step(session, campaign_id)
     template = session.get(Template, step.template_id) if step.template_id else None
     report = Preflight()
+    if campaign.kind == "triggered":  # no audience to count: it sends to whoever triggers it
+        if template is not None and template.status != "approved":
+            report.errors.append(f"template {template.name!r} is {template.status}, not approved")
+        return report
 
     reasons = [(Contact.dnd.is_(True), "dnd")]
     if template is None:
@@ -98,7 +102,7 @@ def preflight(
 def _missing(source: dict):
     """SQL: the contact has no value for this template variable (as rendering.resolve sees it)."""
     ((kind, key),) = source.items()
-    if kind == "value":
+    if kind in ("value", "event"):  # an event's properties are known only when it arrives
         return literal(False)
     column = getattr(Contact, key) if kind == "field" else Contact.attributes[key].as_string()
     return or_(column.is_(None), column == "")

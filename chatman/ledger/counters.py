@@ -20,8 +20,12 @@ from chatman.ledger.models import CampaignStat, Message
 Key = tuple[int, int, int, str]  # campaign_id, run_id, step_id, metric
 
 
-def metrics_of(status: str, skip_reason: str | None, error_code: str | None, submitted: bool) -> set[str]:
+def metrics_of(
+    status: str, skip_reason: str | None, error_code: str | None, submitted: bool, replied: bool = False
+) -> set[str]:
     metrics = {"targeted"}
+    if replied:
+        metrics.add("replied")
     if status == states.SKIPPED:
         metrics |= {"skipped", f"skipped:{skip_reason or 'unknown'}"}
     if submitted:
@@ -47,6 +51,8 @@ def apply(session: Session, changes: Iterable[tuple[int, int, int, dict[str, int
     """Add metric deltas given per (campaign, run, step)."""
     total: Counter[Key] = Counter()
     for campaign_id, run_id, step_id, metrics in changes:
+        if campaign_id is None:  # a conversation message: counted by no campaign
+            continue
         for metric, n in metrics.items():
             total[(campaign_id, run_id, step_id, metric)] += n
     rows = [
@@ -80,13 +86,14 @@ def recount(session: Session, campaign_id: int | None = None) -> dict[Key, int]:
         Message.skip_reason,
         Message.error_code,
         Message.submitted_at.is_not(None),
+        Message.replied_at.is_not(None),
     )
-    query = select(*groups, func.count()).group_by(*groups)
+    query = select(*groups, func.count()).where(Message.campaign_id.is_not(None)).group_by(*groups)
     if campaign_id is not None:
         query = query.where(Message.campaign_id == campaign_id)
     counts: Counter[Key] = Counter()
-    for c, r, s, status, reason, code, submitted, n in session.execute(query):
-        for metric in metrics_of(status, reason, code, bool(submitted)):
+    for c, r, s, status, reason, code, submitted, replied, n in session.execute(query):
+        for metric in metrics_of(status, reason, code, bool(submitted), bool(replied)):
             counts[(c, r, s, metric)] += n
     return dict(counts)
 

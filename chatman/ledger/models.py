@@ -1,4 +1,9 @@
-"""Tables of the ledger: one row per (run, step, contact), every callback, counters."""
+"""Tables of the ledger: one row per outbound message, every callback, counters.
+
+A campaign message is one row per (run, step, contact). A conversation message (a trigger's
+reply, a flow's question, an opt-out confirmation) has no run: it carries its own content
+and goes through the same claim/hand/record moves and status callbacks.
+"""
 
 from __future__ import annotations
 
@@ -20,13 +25,20 @@ class Message(Base):
         Index("ix_messages_status_claimed_at", "status", "claimed_at"),
         # Unique contacts reached in the last 24 h (the sender's messaging limit).
         Index("ix_messages_submitted_at", "submitted_at"),
+        # The latest campaign message to a contact, for reply attribution.
+        Index("ix_messages_contact_submitted", "contact_id", "submitted_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
-    run_id: Mapped[int] = mapped_column(Id, ForeignKey("campaign_runs.id", ondelete="CASCADE"))
-    step_id: Mapped[int] = mapped_column(Id, ForeignKey("campaign_steps.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int | None] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(Id, ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    step_id: Mapped[int | None] = mapped_column(Id, ForeignKey("campaign_steps.id", ondelete="CASCADE"))
     contact_id: Mapped[int] = mapped_column(Id, ForeignKey("contacts.id", ondelete="CASCADE"))
+    # campaign, or for conversation messages: reply (a trigger's), flow, confirmation (opt-out/in)
+    purpose: Mapped[str] = mapped_column(String(16), default="campaign")
+    # What a conversation message says: {"body"} or {"content_sid", "content_variables"}.
+    content: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    trigger_id: Mapped[int | None] = mapped_column(Id, ForeignKey("triggers.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     skip_reason: Mapped[str | None] = mapped_column(String(32))
     provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -43,6 +55,8 @@ class Message(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The contact's first reply to this message (quoted it, tapped a button, or wrote soon after).
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -69,7 +83,7 @@ class CampaignStat(Base):
     """A counter per (run, step, metric), changed in the transaction of the row it counts.
 
     Campaign totals are sums over runs. Metrics: targeted, skipped:<reason>, submitted, sent,
-    delivered, read, failed, failed:<code>.
+    delivered, read, failed, failed:<code>, replied.
     """
 
     __tablename__ = "campaign_stats"

@@ -1,9 +1,11 @@
+"""Tables of the messaging package: templates and inbound messages."""
+
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chatman.db import Base, Id, Json, UTCDateTime
@@ -37,3 +39,30 @@ class Template(Base):
     status: Mapped[str] = mapped_column(String(16), default="draft")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class InboundMessage(Base):
+    """What a customer sent us, once per provider sid."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (Index("ix_inbound_messages_contact_received", "contact_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    provider_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    contact_id: Mapped[int] = mapped_column(Id, ForeignKey("contacts.id", ondelete="CASCADE"))
+    message_type: Mapped[str | None] = mapped_column(String(24))
+    body: Mapped[str | None] = mapped_column(Text)
+    button_text: Mapped[str | None] = mapped_column(String(256))
+    button_payload: Mapped[str | None] = mapped_column(String(256))
+    media_url: Mapped[str | None] = mapped_column(Text)
+    media_type: Mapped[str | None] = mapped_column(String(128))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    location_label: Mapped[str | None] = mapped_column(Text)
+    # The campaign message this answers (quoted, a button of it, or the latest within the window).
+    reply_to_id: Mapped[int | None] = mapped_column(Id, ForeignKey("messages.id", ondelete="SET NULL"))
+    # What handled it: opt_out, opt_in, dnd (ignored), flow, trigger, fallback, or None (nothing).
+    handled_by: Mapped[str | None] = mapped_column(String(16))
+    trigger_id: Mapped[int | None] = mapped_column(Id, ForeignKey("triggers.id", ondelete="SET NULL"))
+    payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

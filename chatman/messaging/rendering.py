@@ -27,22 +27,25 @@ def placeholders(body: str) -> list[str]:
 
 
 def validate_variables(body: str, variables: Mapping[str, Any]) -> None:
-    """Every placeholder has exactly one source: a contact field, an attribute or a value."""
+    """Every placeholder has exactly one source: a contact field, an attribute, a fixed value,
+    or a property of the event that started a triggered campaign."""
     errors: dict[str, list[str]] = {}
     for name in placeholders(body):
         source = variables.get(name)
         path = f"variables.{name}"
         if not isinstance(source, dict) or len(source) != 1:
-            errors[path] = ['map it to {"field": ...}, {"attribute": ...} or {"value": ...}']
+            errors[path] = ['map it to {"field": ...}, {"attribute": ...}, {"value": ...} or {"event": ...}']
             continue
         ((kind, value),) = source.items()
         if kind == "field" and value not in CONTACT_FIELDS:
             errors[path] = [f"unknown contact field {value!r}; one of {', '.join(CONTACT_FIELDS)}"]
-        elif kind == "attribute" and not isinstance(value, str):
-            errors[path] = ["an attribute name is a string"]
+        elif kind in ("attribute", "event") and not isinstance(value, str):
+            errors[path] = [
+                f"an {kind} property name is a string" if kind == "event" else "an attribute name is a string"
+            ]
         elif kind == "value" and not isinstance(value, str | int | float):
             errors[path] = ["a fixed value is text or a number"]
-        elif kind not in ("field", "attribute", "value"):
+        elif kind not in ("field", "attribute", "value", "event"):
             errors[path] = [f"unknown source {kind!r}"]
     extra = set(variables) - set(placeholders(body))
     for name in sorted(extra):
@@ -51,8 +54,11 @@ def validate_variables(body: str, variables: Mapping[str, Any]) -> None:
         raise Invalid.many(errors)
 
 
-def resolve(variables: Mapping[str, Mapping[str, Any]], contact: Any) -> dict[str, str]:
-    """The placeholder values for one contact; MissingVariable when one has none."""
+def resolve(
+    variables: Mapping[str, Mapping[str, Any]], contact: Any, context: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The placeholder values for one contact (and the event that started the run, if any);
+    MissingVariable when one has none."""
     values: dict[str, str] = {}
     for name, source in variables.items():
         ((kind, key),) = source.items()
@@ -60,6 +66,8 @@ def resolve(variables: Mapping[str, Mapping[str, Any]], contact: Any) -> dict[st
             value = key
         elif kind == "field":
             value = getattr(contact, key)
+        elif kind == "event":
+            value = (context or {}).get(key)
         else:
             value = (contact.attributes or {}).get(key)
         if value is None or value == "":

@@ -170,3 +170,48 @@ def post_due_callbacks(
     http.close()
     head = connection.zrange(CALLBACKS_KEY, 0, 0, withscores=True)
     return posted, (head[0][1] if head else None)
+
+
+def customer_says(
+    webhook_url: str,
+    signing_key: str,
+    phone: str,
+    body: str | None = None,
+    button_payload: str | None = None,
+    button_text: str | None = None,
+    replied_sid: str | None = None,
+    profile_name: str | None = None,
+) -> tuple[str, int]:
+    """A simulated customer writes to the business: Twilio's inbound form, signed, posted to
+    our inbound webhook. Returns (the message sid, the webhook's HTTP status)."""
+    sid = "SM" + uuid.uuid4().hex
+    form = {
+        "MessageSid": sid,
+        "SmsMessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": f"whatsapp:{phone}",
+        "To": SENDER,
+        "Body": body or button_text or "",
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "SmsStatus": "received",
+        "ApiVersion": "2010-04-01",
+        "WaId": phone.lstrip("+"),
+        "MessageType": "button" if button_payload else "text",
+    }
+    optional = {
+        "ProfileName": profile_name,
+        "ButtonPayload": button_payload,
+        "ButtonText": button_text,
+        "OriginalRepliedMessageSid": replied_sid,
+    }
+    form |= {k: v for k, v in optional.items() if v}
+    signature = RequestValidator(signing_key).compute_signature(webhook_url, form)
+    answer = requests.post(webhook_url, data=form, headers={"X-Twilio-Signature": signature}, timeout=15)
+    return sid, answer.status_code
+
+
+def sent_to(connection: Redis, phone: str) -> list[dict]:
+    """What the simulated network delivered to one phone, oldest first."""
+    return [record for record in SimulatorProvider(connection).sent() if record["to"] == phone]

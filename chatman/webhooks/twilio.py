@@ -1,17 +1,27 @@
-"""Twilio webhooks. Every request must carry a valid X-Twilio-Signature: 403 otherwise,
-and nothing is stored."""
+"""Twilio webhooks (the simulator speaks through them too). Every request must carry a valid
+X-Twilio-Signature: 403 otherwise, and nothing is stored."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+from functools import cache
 
 from flask import Blueprint, abort, request
 from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
 from chatman import inbox
-from chatman.extensions import redis_client, settings
-from chatman.jobs import enqueue_status_drain
-from chatman.messaging.twilio_events import parse_status
+from chatman.config import Settings
+from chatman.errors import Invalid
+from chatman.extensions import redis_client, request_session, settings
+from chatman.jobs import enqueue_sends, enqueue_status_drain
+from chatman.messaging.twilio_events import parse_inbound, parse_status
+from chatman.triggers.crud import trigger_index
+from chatman.triggers.inbound import InboundPolicy, handle_inbound
+from chatman.triggers.optout import OptWords
+
+EMPTY_TWIML = str(MessagingResponse())  # "do nothing": our answers go out through the API
 
 bp = Blueprint("twilio_webhooks", __name__, url_prefix="/webhooks/twilio")
 log = logging.getLogger(__name__)
@@ -43,3 +53,32 @@ def status():
     if inbox.append(redis_client(), inbox.STATUS, form):
         enqueue_status_drain(redis_client())
     return "", 204
+
+
+@bp.post("/inbound")
+def inbound():
+    """A customer wrote: handled in this transaction (see triggers.inbound), answers sent by
+    jobs after the commit; Twilio gets empty TwiML (no reply of its own)."""
+    event = parse_inbound(request.form)
+    if event is None:
+        abort(400, "MessageSid and From are required")
+    session = request_session()
+    try:
+        handled = handle_inbound(session, event, _policy(settings()), trigger_index(session))
+    except Invalid as error:  # e.g. a From that is no phone number
+        log.warning("inbound %s refused: %s", event.provider_sid, error.message)
+        abort(400, error.message)
+    session.commit()
+    if handled is not None:
+        enqueue_sends(redis_client(), handled.queued, handled.runs)
+    return EMPTY_TWIML, 200, {"Content-Type": "text/xml"}
+
+
+@cache
+def _policy(config: Settings) -> InboundPolicy:
+    return InboundPolicy(
+        words=OptWords.of(config.opt_out_keywords, config.opt_in_keywords, config.opt_out_payload),
+        opt_out_confirmation=config.opt_out_confirmation,
+        opt_in_confirmation=config.opt_in_confirmation,
+        reply_window=timedelta(hours=config.reply_window_h),
+    )

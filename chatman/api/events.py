@@ -1,0 +1,65 @@
+"""/events: external events that start triggered campaigns for one contact."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from chatman.api.auth import require_token
+from chatman.extensions import redis_client, request_session, settings
+from chatman.jobs import enqueue_sends
+from chatman.triggers.events import record_event
+
+blp = Blueprint("events", __name__, url_prefix="/events", description="External events")
+blp.before_request(require_token)
+
+
+class ContactRefSchema(ma.Schema):
+    id = ma.fields.Integer()
+    phone = ma.fields.String()
+
+
+class EventSchema(ma.Schema):
+    event = ma.fields.String(required=True, metadata={"description": "e.g. order_created, cart_abandoned"})
+    contact = ma.fields.Nested(ContactRefSchema, required=True, metadata={"description": "phone or id"})
+    properties = ma.fields.Dict(
+        load_default=dict, metadata={"description": 'usable by templates as {"event": "<property>"}'}
+    )
+    event_id = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=128),
+        metadata={"description": "your id of this event: sending it again starts nothing again"},
+    )
+
+
+class EventResultSchema(ma.Schema):
+    event_id = ma.fields.String()
+    contact_id = ma.fields.Integer()
+    duplicate = ma.fields.Boolean(metadata={"description": "this event id was received before"})
+    campaigns = ma.fields.List(ma.fields.Integer(), metadata={"description": "campaigns it started"})
+
+
+@blp.route("")
+class Events(MethodView):
+    @blp.arguments(EventSchema)
+    @blp.response(202, EventResultSchema)
+    def post(self, data):
+        """Record an event; every running triggered campaign subscribed to it sends to the
+        contact (a phone not known yet becomes a contact)."""
+        session = request_session()
+        outcome = record_event(
+            session,
+            data["event"],
+            data["contact"],
+            data["properties"],
+            data.get("event_id"),
+            default_region=settings().default_region,
+        )
+        session.commit()
+        enqueue_sends(redis_client(), [], list(outcome.started.values()))
+        return {
+            "event_id": outcome.event_id,
+            "contact_id": outcome.contact_id,
+            "duplicate": outcome.duplicate,
+            "campaigns": sorted(outcome.started),
+        }

@@ -1,0 +1,125 @@
+"""/triggers: inbound intent triggers, and /triggers/match to try a message against them."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from chatman.api.auth import require_token
+from chatman.extensions import request_session
+from chatman.timeutils import utcnow
+from chatman.triggers import crud
+from chatman.triggers.models import ACTIONS, MATCH_TYPES
+
+blp = Blueprint("triggers", __name__, url_prefix="/triggers", description="Inbound triggers")
+blp.before_request(require_token)
+
+
+class TriggerSchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    match_type = ma.fields.String(
+        validate=ma.validate.OneOf(MATCH_TYPES),
+        metadata={
+            "description": "exact, keyword (whole words), starts_with, contains, regex (RE2), fuzzy, button"
+        },
+    )
+    patterns = ma.fields.List(ma.fields.String(), load_default=list)
+    threshold = ma.fields.Float(allow_none=True, metadata={"description": "fuzzy: lowest score 1-100"})
+    priority = ma.fields.Integer(load_default=0, metadata={"description": "higher wins"})
+    active_from = ma.fields.String(allow_none=True, metadata={"description": "HH:MM local time"})
+    active_until = ma.fields.String(allow_none=True, metadata={"description": "HH:MM local time"})
+    timezone = ma.fields.String(allow_none=True, metadata={"description": "IANA name for the active hours"})
+    cooldown_s = ma.fields.Integer(load_default=0, metadata={"description": "per contact, seconds"})
+    action = ma.fields.String(required=True, validate=ma.validate.OneOf(ACTIONS))
+    reply_body = ma.fields.String(
+        allow_none=True, metadata={"description": "reply: free text, {{name}} etc."}
+    )
+    reply_template_id = ma.fields.Integer(
+        allow_none=True, metadata={"description": "reply: approved template, used outside the 24-hour window"}
+    )
+    campaign_id = ma.fields.Integer(allow_none=True, metadata={"description": "enroll: a triggered campaign"})
+    flow_id = ma.fields.Integer(allow_none=True, metadata={"description": "flow: the flow to start"})
+    is_fallback = ma.fields.Boolean(
+        load_default=False, metadata={"description": "answers what nothing matched"}
+    )
+    enabled = ma.fields.Boolean(load_default=True)
+    created_at = ma.fields.AwareDateTime(dump_only=True)
+    updated_at = ma.fields.AwareDateTime(dump_only=True)
+
+
+class TriggerUpdateSchema(TriggerSchema):
+    action = ma.fields.String(validate=ma.validate.OneOf(ACTIONS))
+    patterns = ma.fields.List(ma.fields.String())
+    priority = ma.fields.Integer()
+    cooldown_s = ma.fields.Integer()
+    is_fallback = ma.fields.Boolean()
+    enabled = ma.fields.Boolean()
+
+
+class MatchArgs(ma.Schema):
+    text = ma.fields.String(load_default=None)
+    button_payload = ma.fields.String(load_default=None)
+
+
+class MatchSchema(ma.Schema):
+    trigger_id = ma.fields.Integer(allow_none=True)
+    fallback = ma.fields.Boolean()
+    candidates = ma.fields.List(ma.fields.Dict(), metadata={"description": "every match, best first"})
+
+
+@blp.route("")
+class Triggers(MethodView):
+    @blp.response(200, TriggerSchema(many=True))
+    def get(self):
+        return crud.list_triggers(request_session())
+
+    @blp.arguments(TriggerSchema)
+    @blp.response(201, TriggerSchema)
+    def post(self, data):
+        session = request_session()
+        trigger = crud.save_trigger(session, data)
+        session.commit()
+        return trigger
+
+
+@blp.route("/<int:trigger_id>")
+class TriggerById(MethodView):
+    @blp.response(200, TriggerSchema)
+    def get(self, trigger_id: int):
+        return crud.get_trigger(request_session(), trigger_id)
+
+    @blp.arguments(TriggerUpdateSchema(partial=True))
+    @blp.response(200, TriggerSchema)
+    def patch(self, data, trigger_id: int):
+        session = request_session()
+        trigger = crud.save_trigger(session, data, trigger_id)
+        session.commit()
+        return trigger
+
+    @blp.response(204)
+    def delete(self, trigger_id: int):
+        session = request_session()
+        crud.delete_trigger(session, trigger_id)
+        session.commit()
+
+
+@blp.route("/match")
+class Match(MethodView):
+    @blp.arguments(MatchArgs)
+    @blp.response(200, MatchSchema)
+    def post(self, args):
+        """Which trigger a message would fire now (ignoring cooldowns): for testing triggers."""
+        index = crud.trigger_index(request_session())
+        now = utcnow()
+        found = [
+            c for c in index.candidates(args["text"], args["button_payload"]) if c.trigger.active_at(now)
+        ]
+        fallback = next((t for t in index.fallbacks if t.active_at(now)), None) if not found else None
+        chosen = found[0].trigger.id if found else fallback.id if fallback else None
+        return {
+            "trigger_id": chosen,
+            "fallback": fallback is not None,
+            "candidates": [{"trigger_id": c.trigger.id, "score": round(c.score, 1)} for c in found],
+        }

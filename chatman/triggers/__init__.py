@@ -1,0 +1,1 @@
+"""Triggered campaigns: inbound intent matching, external events, and what they start."""

@@ -1,0 +1,190 @@
+"""Inbound triggers: create, change, delete (checked), and the process-wide matcher index."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from chatman import revisions
+from chatman.campaigns.models import Campaign
+from chatman.contacts.fields import validate_timezone
+from chatman.errors import Conflict, Invalid, NotFound
+from chatman.flows.models import Flow
+from chatman.messaging.models import Template
+from chatman.messaging.normalise import normalise
+from chatman.triggers.matcher import TriggerIndex, TriggerSpec, build_index, regex_error
+from chatman.triggers.models import ACTIONS, MATCH_TYPES, Trigger
+
+REVISION = "triggers"
+FIELDS = (
+    "name",
+    "match_type",
+    "patterns",
+    "threshold",
+    "priority",
+    "active_from",
+    "active_until",
+    "timezone",
+    "cooldown_s",
+    "action",
+    "reply_body",
+    "reply_template_id",
+    "campaign_id",
+    "flow_id",
+    "is_fallback",
+    "enabled",
+)
+MAX_PATTERNS = 200
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def get_trigger(session: Session, trigger_id: int) -> Trigger:
+    trigger = session.get(Trigger, trigger_id)
+    if trigger is None:
+        raise NotFound(f"trigger {trigger_id} not found")
+    return trigger
+
+
+def list_triggers(session: Session) -> list[Trigger]:
+    return list(session.scalars(select(Trigger).order_by(Trigger.priority.desc(), Trigger.id)))
+
+
+def save_trigger(session: Session, data: Mapping[str, Any], trigger_id: int | None = None) -> Trigger:
+    trigger = (
+        get_trigger(session, trigger_id) if trigger_id else Trigger(patterns=[], priority=0, cooldown_s=0)
+    )
+    for key in FIELDS:
+        if key in data:
+            setattr(trigger, key, data[key])
+    trigger.is_fallback = bool(trigger.is_fallback)
+    trigger.enabled = True if trigger.enabled is None else trigger.enabled
+    if trigger.is_fallback and not trigger.match_type:
+        trigger.match_type = "exact"  # unused: a fallback answers what nothing else matched
+    _check(session, trigger)
+    session.add(trigger)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"a trigger named {trigger.name!r} already exists") from None
+    revisions.bump(session, REVISION)
+    return trigger
+
+
+def delete_trigger(session: Session, trigger_id: int) -> None:
+    get_trigger(session, trigger_id)
+    session.execute(delete(Trigger).where(Trigger.id == trigger_id))
+    revisions.bump(session, REVISION)
+
+
+def _check(session: Session, t: Trigger) -> None:
+    errors: dict[str, list[str]] = {}
+
+    def fail(field: str, reason: str) -> None:
+        errors.setdefault(field, []).append(reason)
+
+    if not t.name or not t.name.strip():
+        fail("name", "a trigger needs a name")
+    if t.match_type not in MATCH_TYPES:
+        fail("match_type", f"one of {', '.join(MATCH_TYPES)}")
+    if not t.is_fallback:
+        patterns = t.patterns
+        if not isinstance(patterns, list) or not patterns:
+            fail("patterns", "give at least one pattern (a list of strings)")
+            patterns = []
+        elif len(patterns) > MAX_PATTERNS:
+            fail("patterns", f"at most {MAX_PATTERNS} patterns per trigger")
+        for i, pattern in enumerate(patterns):
+            field = f"patterns[{i}]"
+            if not isinstance(pattern, str) or not pattern.strip():
+                fail(field, "a pattern is a non-empty string")
+            elif t.match_type == "regex":
+                if (why := regex_error(pattern)) is not None:
+                    fail(field, f"invalid regex: {why}")
+            elif t.match_type not in ("button",) and not normalise(pattern):
+                fail(field, "nothing is left to match once case, punctuation and emoji are set aside")
+    if t.match_type == "fuzzy" and not t.is_fallback:
+        if t.threshold is None:
+            fail("threshold", "a fuzzy trigger needs a threshold (the lowest score that matches, 1-100)")
+        elif not 0 < t.threshold <= 100:
+            fail("threshold", f"{t.threshold} is out of range: between 1 and 100")
+    elif t.threshold is not None:
+        fail("threshold", "only a fuzzy trigger has a threshold")
+    if (t.active_from is None) != (t.active_until is None):
+        fail("active_from", "give both active_from and active_until, or neither")
+    for field in ("active_from", "active_until"):
+        value = getattr(t, field)
+        if value is not None and not HHMM.match(str(value)):
+            fail(field, f"{value!r} is not a time HH:MM")
+    if t.timezone is not None:
+        try:
+            validate_timezone(t.timezone)
+        except Invalid as error:
+            fail("timezone", error.reason)
+    if t.cooldown_s is None or t.cooldown_s < 0:
+        fail("cooldown_s", "seconds, 0 or more")
+    _check_action(session, t, fail)
+    if errors:
+        raise Invalid.many(errors)
+
+
+def _check_action(session: Session, t: Trigger, fail) -> None:
+    if t.action not in ACTIONS:
+        fail("action", f"one of {', '.join(ACTIONS)}")
+        return
+    if t.action == "reply":
+        if not (t.reply_body and t.reply_body.strip()) and t.reply_template_id is None:
+            fail("reply_body", "a reply needs reply_body (free text), reply_template_id, or both")
+        if t.reply_template_id is not None and session.get(Template, t.reply_template_id) is None:
+            fail("reply_template_id", f"template {t.reply_template_id} not found")
+    elif t.action == "enroll":
+        campaign = session.get(Campaign, t.campaign_id) if t.campaign_id is not None else None
+        if campaign is None:
+            fail("campaign_id", "enroll needs an existing triggered campaign")
+        elif campaign.kind != "triggered":
+            fail(
+                "campaign_id", f"campaign {campaign.id} is {campaign.kind}; only a triggered campaign enrolls"
+            )
+    elif t.action == "flow" and (t.flow_id is None or session.get(Flow, t.flow_id) is None):
+        fail("flow_id", "flow needs an existing flow_id")
+
+
+def spec(t: Trigger) -> TriggerSpec:
+    return TriggerSpec(
+        id=t.id,
+        match_type=t.match_type,
+        patterns=tuple(t.patterns or ()),
+        priority=t.priority,
+        threshold=t.threshold,
+        active_from=t.active_from,
+        active_until=t.active_until,
+        timezone=t.timezone,
+        cooldown_s=t.cooldown_s,
+        is_fallback=t.is_fallback,
+    )
+
+
+_cache: dict[str, TriggerIndex] = {}
+_lock = threading.Lock()
+
+
+def trigger_index(session: Session) -> TriggerIndex:
+    """The matcher index of the enabled triggers, rebuilt only when the trigger set changed
+    (one key read per call) and shared by every request of this process."""
+    database = str(session.get_bind().url)
+    revision = revisions.current(session, REVISION)
+    index = _cache.get(database)
+    if index is not None and index.revision == revision:
+        return index
+    with _lock:
+        index = _cache.get(database)
+        if index is None or index.revision != revision:
+            triggers = session.scalars(select(Trigger).where(Trigger.enabled.is_(True)))
+            index = _cache[database] = build_index([spec(t) for t in triggers], revision)
+        return index

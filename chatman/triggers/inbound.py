@@ -1,0 +1,204 @@
+"""Handling what a customer writes, in the webhook's transaction.
+
+Order: keep it (once) and open the window; opt-out/opt-in words; nothing more for a DND
+contact; the flow the contact is in takes the answer (unless a trigger matches and the flow
+lets triggers interrupt it); else the best matching trigger acts; else the fallback.
+What is to be sent is queued in the ledger here and sent by jobs after the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from chatman.campaigns.triggered import start_for_contact
+from chatman.contacts.dnd import clear_dnd, set_dnd
+from chatman.contacts.models import Contact
+from chatman.dialects import insert_or_overwrite
+from chatman.flows import engine as flows
+from chatman.flows.models import Flow
+from chatman.messaging.inbound import InboundEvent, receive
+from chatman.messaging.models import InboundMessage, Template
+from chatman.messaging.outbox import CONFIRMATION, WINDOW, queue_message
+from chatman.messaging.rendering import PLACEHOLDER, MissingVariable, render, resolve
+from chatman.timeutils import utcnow
+from chatman.triggers.matcher import Candidate, TriggerIndex, TriggerSpec
+from chatman.triggers.models import Trigger, TriggerFiring
+from chatman.triggers.optout import OptWords
+
+
+@dataclass(frozen=True)
+class InboundPolicy:
+    words: OptWords
+    opt_out_confirmation: str
+    opt_in_confirmation: str
+    reply_window: timedelta = timedelta(hours=72)
+
+
+@dataclass
+class Handled:
+    inbound_id: int
+    contact_id: int
+    handled_by: str | None = None
+    trigger_id: int | None = None
+    queued: list[int] = field(default_factory=list)  # conversation messages to send
+    runs: list[tuple[int, int]] = field(default_factory=list)  # (run, message) of campaigns started
+
+
+def handle_inbound(
+    session: Session,
+    event: InboundEvent,
+    policy: InboundPolicy,
+    index: TriggerIndex,
+    now: datetime | None = None,
+) -> Handled | None:
+    """Receive and act on one inbound message; None when it was received before."""
+    now = now or utcnow()
+    received = receive(session, event, now, policy.reply_window)
+    if received is None:
+        return None
+    handled = Handled(received.inbound_id, received.contact_id)
+    contact = session.execute(
+        select(Contact.id, Contact.dnd, Contact.dnd_reason).where(Contact.id == received.contact_id)
+    ).one()
+    opt = policy.words.classify(event.body, event.button_payload)
+    if opt == "opt_out":
+        handled.handled_by = "opt_out"
+        if set_dnd(session, [contact.id], "opt_out", now):  # one confirmation, not one per STOP
+            handled.queued.append(
+                queue_message(session, contact.id, CONFIRMATION, body=policy.opt_out_confirmation, now=now)
+            )
+        run = flows.active_session(session, contact.id)
+        if run is not None:
+            flows.end(session, run, "stopped", now)
+    elif opt == "opt_in" and contact.dnd:
+        handled.handled_by = "opt_in"
+        # A marketer's DND (spam, a complaint) is theirs to lift; the contact lifts their own.
+        if contact.dnd_reason == "opt_out" and clear_dnd(session, [contact.id], now):
+            handled.queued.append(
+                queue_message(session, contact.id, CONFIRMATION, body=policy.opt_in_confirmation, now=now)
+            )
+    elif contact.dnd:
+        handled.handled_by = "dnd"
+    else:
+        _converse(session, event, index, contact.id, handled, now)
+    session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == handled.inbound_id)
+        .values(handled_by=handled.handled_by, trigger_id=handled.trigger_id)
+    )
+    return handled
+
+
+def _converse(
+    session: Session,
+    event: InboundEvent,
+    index: TriggerIndex,
+    contact_id: int,
+    handled: Handled,
+    now: datetime,
+) -> None:
+    chosen = choose(session, index.candidates(event.body, event.button_payload), contact_id, now)
+    run = flows.active_session(session, contact_id)
+    if run is not None:
+        interruptible = session.scalar(select(Flow.on_trigger).where(Flow.id == run.flow_id)) == "interrupt"
+        if chosen is None or not interruptible:
+            handled.handled_by = "flow"
+            handled.queued += flows.answer(
+                session, run, event.body or event.button_text, event.button_payload, now
+            )
+            return
+        flows.end(session, run, "interrupted", now)
+    if chosen is None:
+        chosen = choose(session, [Candidate(t) for t in index.fallbacks], contact_id, now)
+        if chosen is None:
+            return
+        handled.handled_by = "fallback"
+    else:
+        handled.handled_by = "trigger"
+    handled.trigger_id = chosen.id
+    act(session, chosen.id, contact_id, handled, event.provider_sid, now)
+
+
+def choose(
+    session: Session, candidates: list[Candidate], contact_id: int, now: datetime
+) -> TriggerSpec | None:
+    """The best candidate that is within its active hours and out of its cooldown."""
+    open_now = [c.trigger for c in candidates if c.trigger.active_at(now)]
+    cooling = [t.id for t in open_now if t.cooldown_s]
+    fired = (
+        dict(
+            session.execute(
+                select(TriggerFiring.trigger_id, TriggerFiring.fired_at).where(
+                    TriggerFiring.contact_id == contact_id, TriggerFiring.trigger_id.in_(cooling)
+                )
+            ).all()
+        )
+        if cooling
+        else {}
+    )
+    for trigger in open_now:
+        last = fired.get(trigger.id)
+        if last is None or now - last >= timedelta(seconds=trigger.cooldown_s):
+            return trigger
+    return None
+
+
+def act(
+    session: Session, trigger_id: int, contact_id: int, handled: Handled, cause: str, now: datetime
+) -> None:
+    """Do what the trigger says, and note when it fired for this contact (its cooldown)."""
+    trigger = session.get(Trigger, trigger_id)
+    insert_or_overwrite(
+        session,
+        TriggerFiring,
+        [{"trigger_id": trigger_id, "contact_id": contact_id, "fired_at": now}],
+        ["trigger_id", "contact_id"],
+        ["fired_at"],
+    )
+    if trigger.action == "flow":
+        handled.queued += flows.start(session, trigger.flow_id, contact_id, now)
+    elif trigger.action == "enroll":
+        started = start_for_contact(session, trigger.campaign_id, contact_id, f"inbound:{cause}", now=now)
+        if started is not None:
+            handled.runs.append(started)
+    else:
+        message = reply(session, trigger, contact_id, now)
+        if message is not None:
+            handled.queued.append(message)
+
+
+def reply(session: Session, trigger: Trigger, contact_id: int, now: datetime) -> int | None:
+    """Free text inside the contact's 24-hour window, the approved template outside it."""
+    contact = session.get(Contact, contact_id)
+    window_open = contact.last_inbound_at is not None and now - contact.last_inbound_at <= WINDOW
+    if trigger.reply_body and window_open:
+        body = PLACEHOLDER.sub(lambda m: str(_contact_value(contact, m.group(1))), trigger.reply_body)
+        return queue_message(session, contact_id, "reply", body=body, trigger_id=trigger.id, now=now)
+    template = session.get(Template, trigger.reply_template_id) if trigger.reply_template_id else None
+    if template is None or template.status != "approved":
+        return None
+    try:
+        values = resolve(template.variables or {}, contact)
+    except MissingVariable:
+        return None
+    return queue_message(
+        session,
+        contact_id,
+        "reply",
+        body=render(template.body, values),
+        content_sid=template.content_sid,
+        content_variables=values if template.content_sid else None,
+        template=True,
+        trigger_id=trigger.id,
+        now=now,
+    )
+
+
+def _contact_value(contact: Contact, name: str) -> str:
+    if name in ("name", "phone"):
+        return getattr(contact, name) or ""
+    return str((contact.attributes or {}).get(name, ""))

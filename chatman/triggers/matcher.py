@@ -1,0 +1,224 @@
+"""Which trigger an inbound message means: an index built once per trigger set.
+
+Every match type has a structure that finds its candidates without visiting each trigger:
+dictionaries for exact text, whole words or phrases, message openings and button payloads;
+one Aho-Corasick automaton for "contains"; one RE2 set for every regex (all patterns in one
+pass); one rapidfuzz scan over the fuzzy phrases. The best candidate wins: highest priority,
+then the most specific match type, then the fuzzy score.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+import ahocorasick
+import re2
+from rapidfuzz import fuzz, process
+
+from chatman.messaging.normalise import normalise
+
+# Higher is more specific: a tapped button says more than a fuzzy resemblance.
+SPECIFICITY = {
+    "button": 7,
+    "exact": 6,
+    "keyword": 5,
+    "starts_with": 4,
+    "contains": 3,
+    "regex": 2,
+    "fuzzy": 1,
+}
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """What the matcher needs of a trigger (a snapshot, not a database row)."""
+
+    id: int
+    match_type: str
+    patterns: tuple[str, ...]
+    priority: int = 0
+    threshold: float | None = None
+    active_from: str | None = None
+    active_until: str | None = None
+    timezone: str | None = None
+    cooldown_s: int = 0
+    is_fallback: bool = False
+
+    def active_at(self, now: datetime) -> bool:
+        if not (self.active_from and self.active_until):
+            return True
+        local = now.astimezone(ZoneInfo(self.timezone or "UTC")).time()
+        start, end = time.fromisoformat(self.active_from), time.fromisoformat(self.active_until)
+        return start <= local < end if start <= end else local >= start or local < end  # overnight
+
+
+@dataclass(frozen=True)
+class Candidate:
+    trigger: TriggerSpec
+    score: float = 100.0
+
+    @property
+    def rank(self) -> tuple[int, int, float]:
+        return (self.trigger.priority, SPECIFICITY[self.trigger.match_type], self.score)
+
+
+@dataclass
+class TriggerIndex:
+    revision: int
+    exact: dict[str, list[TriggerSpec]] = field(default_factory=lambda: defaultdict(list))
+    words: dict[str, list[TriggerSpec]] = field(default_factory=lambda: defaultdict(list))
+    openings: dict[str, list[TriggerSpec]] = field(default_factory=lambda: defaultdict(list))
+    buttons: dict[str, list[TriggerSpec]] = field(default_factory=lambda: defaultdict(list))
+    longest_phrase: int = 1
+    contains: ahocorasick.Automaton | None = None
+    regexes: object | None = None  # re2.Set
+    regex_triggers: list[TriggerSpec] = field(default_factory=list)
+    fuzzy_phrases: list[str] = field(default_factory=list)
+    fuzzy_sorted: list[str] = field(default_factory=list)  # each phrase's words, sorted
+    fuzzy_postings: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    fuzzy_triggers: list[TriggerSpec] = field(default_factory=list)
+    fuzzy_floor: float = 100.0
+    fallbacks: list[TriggerSpec] = field(default_factory=list)
+
+    def candidates(self, text: str | None, button_payload: str | None = None) -> list[Candidate]:
+        """Every trigger the message matches, best first (before hours and cooldowns)."""
+        found: dict[int, Candidate] = {}
+
+        def add(triggers: list[TriggerSpec], score: float = 100.0) -> None:
+            for trigger in triggers:
+                known = found.get(trigger.id)
+                if known is None or known.score < score:
+                    found[trigger.id] = Candidate(trigger, score)
+
+        if button_payload:
+            add(self.buttons.get(button_payload.strip().lower(), []))
+        raw = (text or "").strip()
+        norm = normalise(raw) if raw else ""
+        if norm:
+            add(self.exact.get(norm, []))
+            tokens = norm.split()
+            for size in range(1, min(self.longest_phrase, len(tokens)) + 1):
+                add(self.openings.get(" ".join(tokens[:size]), []))
+                for start in range(len(tokens) - size + 1):
+                    add(self.words.get(" ".join(tokens[start : start + size]), []))
+            if self.contains is not None:
+                for _, triggers in self.contains.iter(norm):
+                    add(triggers)
+            if self.fuzzy_phrases:
+                for i, score in self._fuzzy_scores(tokens).items():
+                    trigger = self.fuzzy_triggers[i]
+                    if score >= (trigger.threshold or 0):
+                        add([trigger], score)
+        if raw and self.regexes is not None:
+            add([self.regex_triggers[i] for i in self.regexes.Match(raw) or ()])
+        return sorted(found.values(), key=lambda c: c.rank, reverse=True)
+
+    def _fuzzy_scores(self, tokens: list[str]) -> dict[int, float]:
+        """rapidfuzz's token_set_ratio of the message against every fuzzy phrase, computed in
+        two passes: a phrase sharing no word with the message scores what the ratio of the two
+        sorted word lists scores (token_set_ratio's own definition when the intersection is
+        empty), which rapidfuzz computes for all phrases in one fast scan; token_set_ratio
+        itself runs only on the phrases that share a word."""
+        words = _content_words(tokens)
+        sharing: set[int] = set()
+        for word in set(words):
+            sharing.update(self.fuzzy_postings.get(word, ()))
+        scores: dict[int, float] = {}
+        sorted_words = " ".join(sorted(set(words)))
+        for _, score, i in process.extract(
+            sorted_words, self.fuzzy_sorted, scorer=fuzz.ratio, score_cutoff=self.fuzzy_floor, limit=None
+        ):
+            if i not in sharing:
+                scores[i] = score
+        if sharing:
+            ids = list(sharing)
+            for _, score, j in process.extract(
+                " ".join(words),
+                [self.fuzzy_phrases[i] for i in ids],
+                scorer=fuzz.token_set_ratio,
+                score_cutoff=self.fuzzy_floor,
+                limit=None,
+            ):
+                scores[ids[j]] = score
+        return scores
+
+
+# Words that say nothing about intent; fuzzy phrases are compared on the others. Normalised
+# like everything else ("hello" -> "helo").
+_STOPWORDS_TEXT = """
+a an the is are am was be to of for in on at and or i me my we our you your u ur it this that
+hi hello hey hii please pls plz thanks thank ok okay can could would will do does did want
+need just sir madam dear
+"""
+STOPWORDS = frozenset(normalise(word) for word in _STOPWORDS_TEXT.split())
+
+
+def _content_words(tokens: list[str]) -> list[str]:
+    words = [t for t in tokens if t not in STOPWORDS]
+    return words or tokens
+
+
+def build_index(triggers: list[TriggerSpec], revision: int = 0) -> TriggerIndex:
+    index = TriggerIndex(revision)
+    contains: dict[str, list[TriggerSpec]] = defaultdict(list)
+    regexes = re2.Set.SearchSet(_regex_options())
+    for trigger in triggers:
+        if trigger.is_fallback:
+            index.fallbacks.append(trigger)
+            continue
+        for pattern in trigger.patterns:
+            if trigger.match_type == "button":
+                index.buttons[pattern.strip().lower()].append(trigger)
+                continue
+            if trigger.match_type == "regex":
+                regexes.Add(pattern)
+                index.regex_triggers.append(trigger)
+                continue
+            norm = normalise(pattern)
+            if not norm:
+                continue
+            if trigger.match_type == "exact":
+                index.exact[norm].append(trigger)
+            elif trigger.match_type in ("keyword", "starts_with"):
+                target = index.words if trigger.match_type == "keyword" else index.openings
+                target[norm].append(trigger)
+                index.longest_phrase = max(index.longest_phrase, len(norm.split()))
+            elif trigger.match_type == "contains":
+                contains[norm].append(trigger)
+            elif trigger.match_type == "fuzzy":
+                words = _content_words(norm.split())
+                for word in set(words):
+                    index.fuzzy_postings[word].append(len(index.fuzzy_phrases))
+                index.fuzzy_phrases.append(" ".join(words))
+                index.fuzzy_sorted.append(" ".join(sorted(set(words))))
+                index.fuzzy_triggers.append(trigger)
+                index.fuzzy_floor = min(index.fuzzy_floor, trigger.threshold or 0)
+    if contains:
+        automaton = ahocorasick.Automaton()
+        for norm, owners in contains.items():
+            automaton.add_word(norm, owners)
+        automaton.make_automaton()
+        index.contains = automaton
+    if index.regex_triggers:
+        regexes.Compile()
+        index.regexes = regexes
+    index.fallbacks.sort(key=lambda t: t.priority, reverse=True)
+    return index
+
+
+def _regex_options():
+    options = re2.Options()
+    options.case_sensitive = False
+    return options
+
+
+def regex_error(pattern: str) -> str | None:
+    """Why RE2 refuses `pattern` (it has no backreferences or lookaround), or None."""
+    try:
+        re2.compile(pattern, _regex_options())
+    except re2.error as exc:
+        return str(exc) or "not a valid regular expression"
+    return None

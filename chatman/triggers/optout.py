@@ -1,0 +1,37 @@
+"""Opt-out and opt-in words: STOP makes a contact DND, START brings them back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from chatman.messaging.normalise import normalise
+
+
+@dataclass(frozen=True)
+class OptWords:
+    opt_out: frozenset[str]
+    opt_in: frozenset[str]
+    opt_out_payload: str | None = None
+
+    @classmethod
+    def of(
+        cls, opt_out: Iterable[str], opt_in: Iterable[str], opt_out_payload: str | None = None
+    ) -> OptWords:
+        return cls(
+            frozenset(normalise(w) for w in opt_out),
+            frozenset(normalise(w) for w in opt_in),
+            opt_out_payload.strip().lower() if opt_out_payload else None,
+        )
+
+    def classify(self, body: str | None, button_payload: str | None) -> str | None:
+        """ "opt_out", "opt_in" or None. The whole message must be the word ("Stop!", "stop all"
+        count; "don't stop the offers" does not)."""
+        if button_payload and self.opt_out_payload and button_payload.strip().lower() == self.opt_out_payload:
+            return "opt_out"
+        text = normalise(body or "")
+        if text in self.opt_out:
+            return "opt_out"
+        if text in self.opt_in:
+            return "opt_in"
+        return None
