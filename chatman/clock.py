@@ -147,7 +147,11 @@ def expire_flows(db: Database, connection: Redis) -> TickTask:
     def task(now: datetime) -> int:
         with db.sessionmaker() as session:
             overdue = flows.any_overdue(session, now)
-        return jobs.enqueue_once(connection, jobs.expire_flows, "expire-flows") if overdue else 0
+        return (
+            jobs.enqueue_once(connection, jobs.expire_flows, "expire-flows", now.isoformat())
+            if overdue
+            else 0
+        )
 
     task.__name__ = "expire_flows"
     return task

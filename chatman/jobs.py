@@ -243,13 +243,13 @@ def settle_rows(message_ids: list[int]) -> dict:
     return _recover(datetime.now(UTC), message_ids)
 
 
-def expire_flows() -> int:
-    """End flows whose contact stopped answering (with the flow's timeout message)."""
+def expire_flows(now: str) -> int:
+    """End flows whose contact stopped answering by `now` (the clock's tick time)."""
     from chatman.flows.engine import expire
 
     _, db, connection = _context()
     with db.sessionmaker() as session:
-        queued = expire(session)
+        queued = expire(session, datetime.fromisoformat(now))
         session.commit()
     enqueue_sends(connection, queued)
     return len(queued)

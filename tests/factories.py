@@ -43,7 +43,9 @@ def make_submitted_run(session: Session, recipients: int):
     session.add(campaign)
     session.flush()
     step = CampaignStep(campaign_id=campaign.id, position=0, body="hi")
-    run = CampaignRun(campaign_id=campaign.id, occurrence_at=now, occurrence_key=now.isoformat(), status="sending")
+    run = CampaignRun(
+        campaign_id=campaign.id, occurrence_at=now, occurrence_key=now.isoformat(), status="sending"
+    )
     session.add_all([step, run])
     session.flush()
     messages = []
@@ -100,3 +102,41 @@ def make_audience(session: Session, size: int):
     )
     session.commit()
     return everyone, delhi
+
+
+def signed_post(client, app, path: str, form: dict, signature: str | None = "sign"):
+    """POST a form to one of our webhooks, signed as Twilio signs it (RequestValidator over
+    PUBLIC_BASE_URL + path and every field), or with the `signature` given."""
+    from twilio.request_validator import RequestValidator
+
+    settings = app.extensions["chatman.settings"]
+    headers = {}
+    if signature == "sign":
+        validator = RequestValidator(settings.webhook_auth_token)
+        headers["X-Twilio-Signature"] = validator.compute_signature(settings.public_base_url + path, form)
+    elif signature is not None:
+        headers["X-Twilio-Signature"] = signature
+    return client.post(path, data=form, headers=headers)
+
+
+def inbound_form(phone: str, body: str | None = None, sid: str | None = None, **fields: str) -> dict:
+    """Twilio's form for an incoming WhatsApp message (the fields it sends for a text)."""
+    import uuid
+
+    sid = sid or "SM" + uuid.uuid4().hex
+    form = {
+        "MessageSid": sid,
+        "SmsMessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": f"whatsapp:{phone}",
+        "To": "whatsapp:+14155238886",
+        "Body": body or "",
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "SmsStatus": "received",
+        "ApiVersion": "2010-04-01",
+        "WaId": phone.lstrip("+"),
+        "MessageType": "text",
+    }
+    return form | fields

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, literal, select, update
 from sqlalchemy.orm import Session
 
 from chatman.contacts.models import Contact
@@ -99,7 +99,9 @@ def answer(
             .where(Contact.id == run.contact_id)
             .values(
                 attributes=json_merge(
-                    session.get_bind().dialect.name, Contact.attributes, {step["save_to"]: value}
+                    session.get_bind().dialect.name,
+                    Contact.attributes,
+                    literal({step["save_to"]: value}, Contact.attributes.type),
                 ),
                 updated_at=now,
             )
@@ -148,7 +150,7 @@ def _walk(session: Session, flow: Flow, run: FlowSession, step_id: str | None, n
         step = _step(flow, step_id)
         queued.append(_say(session, run, _text(session, run, step), step, now))
         if step["type"] == "ask":
-            run.step, run.reprompts = step_id, 0
+            run.step = step_id
             run.updated_at, run.deadline_at = now, now + timedelta(seconds=flow.timeout_s)
             return queued
         step_id = step.get("next") if isinstance(step.get("next"), str) else None

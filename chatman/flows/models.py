@@ -57,7 +57,7 @@ class FlowSession(Base):
     step: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="active")
     answers: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    reprompts: Mapped[int] = mapped_column(Integer, default=0)
+    reprompts: Mapped[int] = mapped_column(Integer, default=0)  # answers that did not fit, re-asked
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -104,3 +104,35 @@ def test_simulated_statuses_arrive_signed_through_the_webhook_and_are_applied(
     kept = session.execute(select(MessageEvent.provider_sid, MessageEvent.status)).all()
     assert len(kept) == len(set(kept)) and len(kept) >= 2 * (statuses["delivered"] + statuses["read"])
     assert counters.differences(session, campaign.id) == []
+
+
+def test_a_simulated_customer_writes_and_reads_the_answer(
+    app, client, auth, session, redis, live_server, run_worker
+):
+    from chatman.triggers.crud import save_trigger
+
+    save_trigger(
+        session,
+        {
+            "name": "hi",
+            "match_type": "exact",
+            "patterns": ["hi"],
+            "action": "reply",
+            "reply_body": "Hello {{name}}! How can we help?",
+        },
+    )
+    session.commit()
+    said = client.post(
+        "/api/v1/simulator/messages",
+        headers=auth,
+        json={"phone": "+919822200000", "body": "Hi!", "profile_name": "Meera"},
+    )
+    assert said.status_code == 202 and said.json["webhook_status"] == 200  # through the signed webhook
+    run_worker()
+    chat = client.get("/api/v1/simulator/messages?phone=%2B919822200000", headers=auth).json["messages"]
+    assert [(m["from"], m["text"]) for m in chat] == [
+        ("customer", "Hi!"),
+        ("business", "Hello Meera! How can we help?"),
+    ]
+    nothing = client.post("/api/v1/simulator/messages", headers=auth, json={"phone": "+919822200000"})
+    assert nothing.status_code == 422
