@@ -3,7 +3,8 @@
 Every match type has a structure that finds its candidates without visiting each trigger:
 dictionaries for exact text, whole words or phrases, message openings and button payloads;
 one Aho-Corasick automaton for "contains"; one RE2 set for every regex (all patterns in one
-pass); one rapidfuzz scan over the fuzzy phrases. The best candidate wins: highest priority,
+pass); for fuzzy phrases, an index of their words, reached through a rapidfuzz scan of the
+vocabulary for each word of the message. The best candidate wins: highest priority,
 then the most specific match type, then the fuzzy score.
 """
 
@@ -76,11 +77,10 @@ class TriggerIndex:
     contains: ahocorasick.Automaton | None = None
     regexes: object | None = None  # re2.Set
     regex_triggers: list[TriggerSpec] = field(default_factory=list)
-    fuzzy_phrases: list[str] = field(default_factory=list)
-    fuzzy_sorted: list[str] = field(default_factory=list)  # each phrase's words, sorted
-    fuzzy_postings: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    fuzzy_words: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # word -> phrases
+    fuzzy_vocabulary: list[str] = field(default_factory=list)
+    fuzzy_weights: list[int] = field(default_factory=list)  # each phrase's letters (its content words)
     fuzzy_triggers: list[TriggerSpec] = field(default_factory=list)
-    fuzzy_floor: float = 100.0
     fallbacks: list[TriggerSpec] = field(default_factory=list)
 
     def candidates(self, text: str | None, button_payload: str | None = None) -> list[Candidate]:
@@ -107,7 +107,7 @@ class TriggerIndex:
             if self.contains is not None:
                 for _, triggers in self.contains.iter(norm):
                     add(triggers)
-            if self.fuzzy_phrases:
+            if self.fuzzy_triggers:
                 for i, score in self._fuzzy_scores(tokens).items():
                     trigger = self.fuzzy_triggers[i]
                     if score >= (trigger.threshold or 0):
@@ -117,34 +117,31 @@ class TriggerIndex:
         return sorted(found.values(), key=lambda c: c.rank, reverse=True)
 
     def _fuzzy_scores(self, tokens: list[str]) -> dict[int, float]:
-        """rapidfuzz's token_set_ratio of the message against every fuzzy phrase, computed in
-        two passes: a phrase sharing no word with the message scores what the ratio of the two
-        sorted word lists scores (token_set_ratio's own definition when the intersection is
-        empty), which rapidfuzz computes for all phrases in one fast scan; token_set_ratio
-        itself runs only on the phrases that share a word."""
-        words = _content_words(tokens)
-        sharing: set[int] = set()
-        for word in set(words):
-            sharing.update(self.fuzzy_postings.get(word, ()))
-        scores: dict[int, float] = {}
-        sorted_words = " ".join(sorted(set(words)))
-        for _, score, i in process.extract(
-            sorted_words, self.fuzzy_sorted, scorer=fuzz.ratio, score_cutoff=self.fuzzy_floor, limit=None
-        ):
-            if i not in sharing:
-                scores[i] = score
-        if sharing:
-            ids = list(sharing)
-            for _, score, j in process.extract(
-                " ".join(words),
-                [self.fuzzy_phrases[i] for i in ids],
-                scorer=fuzz.token_set_ratio,
-                score_cutoff=self.fuzzy_floor,
-                limit=None,
-            ):
-                scores[ids[j]] = score
-        return scores
+        """How much of each fuzzy phrase the message says, 0-100: each of the phrase's words
+        counts by its length times its best rapidfuzz similarity to a word of the message.
+        Extra words in the message cost nothing ("hi, where is my order please" says all of
+        "where is my order"); a missing or mistyped word of the phrase costs its share.
 
+        Only phrases that share a (similar) word with the message are visited: the words'
+        similarities are found by one rapidfuzz scan of the vocabulary per message word.
+        """
+        best: dict[str, float] = {}
+        for word in set(_content_words(tokens)):
+            for similar, score, _ in process.extract(
+                word, self.fuzzy_vocabulary, scorer=fuzz.ratio, score_cutoff=WORD_SIMILARITY, limit=None
+            ):
+                if score > best.get(similar, 0):
+                    best[similar] = score
+        said: dict[int, float] = defaultdict(float)
+        for word, score in best.items():
+            letters = len(word) * score
+            for phrase in self.fuzzy_words[word]:
+                said[phrase] += letters
+        return {phrase: total / self.fuzzy_weights[phrase] for phrase, total in said.items()}
+
+
+# A message word this similar to a phrase word counts (in proportion); below, not at all.
+WORD_SIMILARITY = 70.0
 
 # Words that say nothing about intent; fuzzy phrases are compared on the others. Normalised
 # like everything else ("hello" -> "helo").
@@ -189,13 +186,12 @@ def build_index(triggers: list[TriggerSpec], revision: int = 0) -> TriggerIndex:
             elif trigger.match_type == "contains":
                 contains[norm].append(trigger)
             elif trigger.match_type == "fuzzy":
-                words = _content_words(norm.split())
-                for word in set(words):
-                    index.fuzzy_postings[word].append(len(index.fuzzy_phrases))
-                index.fuzzy_phrases.append(" ".join(words))
-                index.fuzzy_sorted.append(" ".join(sorted(set(words))))
+                words = set(_content_words(norm.split()))
+                for word in words:
+                    index.fuzzy_words[word].append(len(index.fuzzy_triggers))
+                index.fuzzy_weights.append(sum(len(w) for w in words))
                 index.fuzzy_triggers.append(trigger)
-                index.fuzzy_floor = min(index.fuzzy_floor, trigger.threshold or 0)
+    index.fuzzy_vocabulary = list(index.fuzzy_words)
     if contains:
         automaton = ahocorasick.Automaton()
         for norm, owners in contains.items():

@@ -41,7 +41,7 @@ TRIGGERS = [
     (
         "hours",
         "fuzzy",
-        ["store opening hours", "what time do you open", "are you open today"],
+        ["opening hours", "what time do you open", "are you open today"],
         {"threshold": 75},
     ),
     ("returns", "fuzzy", ["return my product", "exchange my item"], {"threshold": 80}),
@@ -219,3 +219,24 @@ def test_the_index_is_rebuilt_when_the_trigger_set_changes(session, triggers):
     assert after is not before and after.candidates("YO!")[0].trigger.id == session.scalar(
         select(Trigger.id).where(Trigger.name == "new")
     )
+
+
+def test_a_fuzzy_phrase_must_be_said_whole_give_or_take_typos_and_extra_words():
+    from chatman.triggers.matcher import TriggerSpec, build_index
+
+    index = build_index(
+        [
+            TriggerSpec(1, "fuzzy", ("where is my order",), threshold=80),
+            TriggerSpec(2, "fuzzy", ("where is my kurta order",), threshold=80),
+        ]
+    )
+
+    def scores(text):
+        return {c.trigger.id: round(c.score) for c in index.candidates(text)}
+
+    assert scores("Hi, where is my order please??") == {1: 100}  # extra words cost nothing
+    assert scores("wher is my ordr") == {1: 89}  # typos cost a little
+    assert scores("where is my kurta order") == {1: 100, 2: 100}
+    assert scores("where is my kurt ordr")[2] >= 80
+    assert 2 not in scores("where is my order")  # the phrase's own word "kurta" is missing
+    assert scores("order") == {}  # half a phrase is not the phrase
