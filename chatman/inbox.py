@@ -12,6 +12,7 @@ enqueues one job, not one per callback; the clock enqueues one too when events w
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from redis import Redis
@@ -32,13 +33,21 @@ def append(connection: Redis, stream: str, fields: dict[str, Any]) -> bool:
     return bool(kicked)
 
 
-def read(connection: Redis, stream: str, consumer: str, count: int = 1000) -> list[tuple[str, dict]]:
-    """Up to `count` events for `consumer`: first any a dead consumer left unacknowledged."""
+def read(
+    connection: Redis, stream: str, consumer: str, count: int = 1000, wait_ms: int = 0
+) -> list[tuple[str, dict]]:
+    """Up to `count` events for `consumer`: first any a dead consumer left unacknowledged.
+    With `wait_ms`, a read that finds fewer than `count` waits that long for more, so that
+    a trickle of events is applied in a few large transactions rather than many small ones."""
     _ensure_group(connection, stream)
     _, entries, _ = connection.xautoclaim(stream, GROUP, consumer, STALE_MS, start_id="0-0", count=count)
     if not entries:
         answer = connection.xreadgroup(GROUP, consumer, {stream: ">"}, count=count)
         entries = answer[0][1] if answer else []
+        if wait_ms and len(entries) < count:
+            time.sleep(wait_ms / 1000)
+            more = connection.xreadgroup(GROUP, consumer, {stream: ">"}, count=count - len(entries))
+            entries += more[0][1] if more else []
     return [
         (entry_id.decode() if isinstance(entry_id, bytes) else entry_id, json.loads(fields[b"data"]))
         for entry_id, fields in entries
