@@ -181,6 +181,20 @@ def _send_group(
     pool: ThreadPoolExecutor,
     result: BatchResult,
 ) -> None:
+    # DND is checked again right before the hand-over: a STOP that arrived while the batch
+    # waited for its turn under the rate limit is honoured.
+    opted_out = set(
+        session.scalars(
+            select(Contact.id).where(
+                Contact.id.in_({row.contact_id for row, _ in group}), Contact.dnd.is_(True)
+            )
+        )
+    )
+    if opted_out:
+        result.skipped += sending.skip(
+            session, token, [row for row, _ in group if row.contact_id in opted_out], "dnd"
+        )
+        group = [(row, message) for row, message in group if row.contact_id not in opted_out]
     owned = sending.hand(session, token, [row.id for row, _ in group], utcnow())
     session.commit()
     group = [(row, message) for row, message in group if row.id in owned]

@@ -212,3 +212,51 @@ def test_cancel_skips_every_row_not_yet_taken_and_counts_them(app, session, redi
     assert counters.differences(session, campaign.id) == []
     session.refresh(run)
     assert run.status == "cancelled"
+
+
+def test_a_contact_who_opts_out_while_a_batch_is_sending_gets_nothing_more(app, session, redis):
+    """DND is checked again before each group is handed over, not only when the batch starts."""
+    from sqlalchemy.orm import Session as OrmSession
+
+    from chatman.campaigns.dispatch import GROUP_SIZE, freeze_run, pending_batches, send_batch
+    from chatman.messaging.providers import SendResult
+
+    everyone, _ = make_audience(session, GROUP_SIZE + 20)
+    campaign = lifecycle.create_campaign(
+        session,
+        {
+            "name": "x",
+            "template_id": save_template(
+                session,
+                {"name": "t", "language": "en", "category": "utility", "status": "approved", "body": "Hi"},
+            ).id,
+            "include_segments": [everyone.id],
+        },
+    )
+    run = lifecycle.launch(session, campaign.id)
+    session.commit()
+    freeze_run(session, run.id)
+    late = session.scalars(select(Contact).where(Contact.dnd.is_(False)).order_by(Contact.id.desc())).first()
+
+    class Network:  # the provider's side; while the first group goes out, `late` sends STOP
+        name, sender, sent = "network", "whatsapp:+10000000000", []
+
+        def send(self, message):
+            if not self.sent:
+                with OrmSession(session.get_bind()) as other:
+                    other.execute(update(Contact).where(Contact.id == late.id).values(dnd=True))
+                    other.commit()
+            self.sent.append(message.to)
+            return SendResult(sid=f"SM{len(self.sent):032d}")
+
+        def lookup(self, to, since):
+            return []
+
+    network = Network()
+    (ids,) = list(pending_batches(session, run.id))
+    send_batch(session, ids, network)
+    assert late.phone not in network.sent
+    session.expire_all()
+    row = session.scalar(select(Message).where(Message.contact_id == late.id))
+    assert (row.status, row.skip_reason) == ("skipped", "dnd")
+    assert counters.differences(session, campaign.id) == []
