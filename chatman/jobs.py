@@ -42,11 +42,16 @@ def queue(connection: Redis, name: str = "default") -> Queue:
 
 def run_worker(connection: Redis, burst: bool = False) -> None:
     """Work the queues, with RQ's scheduler so delayed and retried jobs run."""
-    # Imported once here, so the process forked for each job starts with them loaded.
+    # Loaded and built once here, so the process forked for each job starts with them (a
+    # reply's job is then a fork, a database connection and the send). Nothing here has
+    # opened a connection yet, so none is shared across the fork.
     import chatman.campaigns.dispatch  # noqa: F401
-    import chatman.messaging.simulator  # noqa: F401
-    import chatman.messaging.twilio  # noqa: F401
+    import chatman.flows.engine  # noqa: F401
+    import chatman.ledger.status  # noqa: F401
+    import chatman.messaging.outbox  # noqa: F401
 
+    _context()
+    _provider()
     Worker([queue(connection, name) for name in QUEUES], connection=connection).work(
         with_scheduler=True, burst=burst
     )
@@ -60,6 +65,14 @@ def worker_count(connection: Redis) -> int:
 def _context() -> tuple[Settings, Database, Redis]:
     settings = load_settings()
     return settings, Database(settings.database_url), Redis.from_url(settings.redis_url)
+
+
+@cache
+def _provider():
+    from chatman.messaging.providers import make_provider
+
+    settings, _, connection = _context()
+    return make_provider(settings, connection)
 
 
 def status_callback(settings: Settings) -> str:
@@ -125,10 +138,8 @@ def send_message(message_id: int) -> str:
     """Send one conversation message (a reply, a flow's question, a confirmation)."""
     from chatman.messaging.delivery import Answers
     from chatman.messaging.outbox import send_queued
-    from chatman.messaging.providers import make_provider
-
     settings, db, connection = _context()
-    provider = make_provider(settings, connection)
+    provider = _provider()
     with db.sessionmaker() as session:
         outcome = send_queued(session, message_id, provider, status_callback(settings))
     if not isinstance(outcome, Answers):
@@ -146,11 +157,10 @@ def send_message(message_id: int) -> str:
 def send_batch(run_id: int, message_ids: list[int]) -> dict:
     from chatman.campaigns.dispatch import SendOptions, finish_run
     from chatman.campaigns.dispatch import send_batch as send
-    from chatman.messaging.providers import make_provider
     from chatman.messaging.ratelimit import RateLimiter
 
     settings, db, connection = _context()
-    provider = make_provider(settings, connection)
+    provider = _provider()
     limiter = RateLimiter(connection, provider.sender, settings.sender_rate_per_s)
     options = SendOptions(
         status_callback=status_callback(settings),
@@ -265,10 +275,8 @@ def recover_stale_sends(claimed_before: str) -> dict:
 
 def _recover(claimed_before: datetime, message_ids: list[int] | None) -> dict:
     from chatman.messaging.delivery import recover_stale_claims
-    from chatman.messaging.providers import make_provider
-
     settings, db, connection = _context()
-    provider = make_provider(settings, connection)
+    provider = _provider()
     with db.sessionmaker() as session:
         report = recover_stale_claims(session, provider, claimed_before, ids=message_ids)
     for run_id in report.runs:
