@@ -138,6 +138,7 @@ def send_message(message_id: int) -> str:
     """Send one conversation message (a reply, a flow's question, a confirmation)."""
     from chatman.messaging.delivery import Answers
     from chatman.messaging.outbox import send_queued
+
     settings, db, connection = _context()
     provider = _provider()
     with db.sessionmaker() as session:
@@ -275,6 +276,7 @@ def recover_stale_sends(claimed_before: str) -> dict:
 
 def _recover(claimed_before: datetime, message_ids: list[int] | None) -> dict:
     from chatman.messaging.delivery import recover_stale_claims
+
     settings, db, connection = _context()
     provider = _provider()
     with db.sessionmaker() as session:

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatman.contacts.models import Contact
@@ -70,8 +71,12 @@ def start(session: Session, flow_id: int, contact_id: int, now: datetime | None 
         updated_at=now,
         deadline_at=now + timedelta(seconds=flow.timeout_s),
     )
-    session.add(run)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+    except IntegrityError:  # another message of this contact started a flow at the same moment
+        return []
     return _walk(session, flow, run, flow.steps[0]["id"], now)
 
 
@@ -170,7 +175,7 @@ def _say(session: Session, run: FlowSession, text: str, step: Mapping[str, Any],
 
 
 def _text(session: Session, run: FlowSession, step: Mapping[str, Any]) -> str:
-    contact = session.get(Contact, run.contact_id)
+    contact = session.get(Contact, run.contact_id, populate_existing=True)  # answers saved just now
     values = {
         **(contact.attributes or {}),
         **run.answers,

@@ -173,7 +173,7 @@ def act(
 
 def reply(session: Session, trigger: Trigger, contact_id: int, now: datetime) -> int | None:
     """Free text inside the contact's 24-hour window, the approved template outside it."""
-    contact = session.get(Contact, contact_id)
+    contact = session.get(Contact, contact_id, populate_existing=True)  # its window was opened just now
     window_open = contact.last_inbound_at is not None and now - contact.last_inbound_at <= WINDOW
     if trigger.reply_body and window_open:
         body = PLACEHOLDER.sub(lambda m: str(_contact_value(contact, m.group(1))), trigger.reply_body)
