@@ -122,11 +122,15 @@ class TriggerIndex:
         Extra words in the message cost nothing ("hi, where is my order please" says all of
         "where is my order"); a missing or mistyped word of the phrase costs its share.
 
-        Only phrases that share a (similar) word with the message are visited: the words'
-        similarities are found by one rapidfuzz scan of the vocabulary per message word.
+        Only phrases that share a (similar) word with the message are visited: a word the
+        phrases use is looked up, any other (a typo, a word no phrase has) is compared with
+        the whole vocabulary in one rapidfuzz scan.
         """
         best: dict[str, float] = {}
         for word in set(_content_words(tokens)):
+            if word in self.fuzzy_words:  # said as the phrases say it: no need to look further
+                best[word] = 100.0
+                continue
             for similar, score, _ in process.extract(
                 word, self.fuzzy_vocabulary, scorer=fuzz.ratio, score_cutoff=WORD_SIMILARITY, limit=None
             ):
