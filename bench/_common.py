@@ -19,6 +19,7 @@ from typing import IO
 
 import psycopg
 from flask import Flask
+from redis import Redis
 from sqlalchemy import text
 
 import chatman.models  # noqa: F401
@@ -54,6 +55,26 @@ def fresh_app(database_url: str) -> Flask:
             conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
         flask_migrate.upgrade()
     return app
+
+
+def check_alone(redis: Redis, database_url: str = PG_URL) -> None:
+    """Benchmarks share the scratch database and Redis db by default: one running now would
+    lose its tables and queue to this one, and its workers would take this one's jobs."""
+    from chatman.jobs import worker_count
+
+    if worker_count(redis):
+        raise RuntimeError(
+            f"RQ workers are registered on {REDIS_URL}: another benchmark is running there (set "
+            "BENCH_REDIS_URL to another db, or wait a few minutes if one was killed)"
+        )
+    dbname = database_url.rsplit("/", 1)[1]
+    admin = normalise_database_url(database_url).replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin) as conn:
+        (others,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (dbname,)
+        ).fetchone()
+    if others:
+        raise RuntimeError(f"{others} session(s) use {dbname}: set BENCH_DATABASE_URL to another database")
 
 
 def median(values: Sequence[float]) -> float:
@@ -139,6 +160,29 @@ class Processes:
     def stop_all(self) -> None:
         for name in reversed(list(self.started)):
             self.stop(name)
+
+
+SERVERS = {"postgres": "postgres", "redis-server": "redis"}  # process name: CPU table family
+
+
+def session_cpu(session_id: int) -> float:
+    return cpu_snapshot({"family": session_id})["family"]
+
+
+def cpu_snapshot(sessions: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each family of processes we started (by session), by the
+    PostgreSQL and Redis servers (by name, whoever they serve), and by the whole machine."""
+    family_of = {sid: family for family, sid in sessions.items()}
+    ticks = dict.fromkeys([*sessions, "postgres", "redis"], 0)
+    for _, name, fields in processes():
+        family = family_of.get(int(fields[3])) or SERVERS.get(name)
+        if family:
+            # utime, stime, and cutime, cstime: children it reaped (work horses, PG backends)
+            ticks[family] += sum(int(v) for v in fields[11:15])
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    ticks |= {"machine": user + nice + system + irq + softirq, "stolen": steal}
+    return {family: n / CLK_TCK for family, n in ticks.items()}
 
 
 def _die_with_parent() -> None:

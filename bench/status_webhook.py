@@ -49,21 +49,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
 from redis import Redis  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    CLK_TCK,
     PG_URL,
     REDIS_URL,
     Processes,
+    check_alone,
+    cpu_snapshot,
     free_port,
     fresh_app,
     median,
-    processes,
+    session_cpu,
     table,
     wait_healthy,
 )
@@ -88,7 +88,6 @@ DUPLICATE_RATE = 0.10  # Twilio retries a callback it got no answer to in time
 BASELINE_POOL = 30_000
 MAX_RATE = 5_000  # requests/s a phase is given bodies for; more is reported as exhausted
 WARMUP_PER_CONNECTION = 10
-SERVERS = {"postgres": "postgres", "redis-server": "redis"}  # process name: CPU table family
 FAMILIES = ("web", "worker", "clock", "client", "postgres", "redis")
 CPU_ROWS = [
     ("web", "gunicorn (master and workers)"),
@@ -287,26 +286,6 @@ async def _drive(
 # --- Processes ------------------------------------------------------------------------------
 
 
-def session_cpu(session_id: int) -> float:
-    return cpu_snapshot({"family": session_id})["family"]
-
-
-def cpu_snapshot(sessions: dict[str, int]) -> dict[str, float]:
-    """CPU seconds used so far by each family of processes we started (by session), by the
-    PostgreSQL and Redis servers (by name, whoever they serve), and by the whole machine."""
-    family_of = {sid: family for family, sid in sessions.items()}
-    ticks = dict.fromkeys([*sessions, "postgres", "redis"], 0)
-    for _, name, fields in processes():
-        family = family_of.get(int(fields[3])) or SERVERS.get(name)
-        if family:
-            # utime, stime, and cutime, cstime: children it reaped (work horses, PG backends)
-            ticks[family] += sum(int(v) for v in fields[11:15])
-    with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
-    ticks |= {"machine": user + nice + system + irq + softirq, "stolen": steal}
-    return {family: n / CLK_TCK for family, n in ticks.items()}
-
-
 def _raise_exit(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -381,26 +360,6 @@ def build_run(session: Session, messages: int) -> int:
     session.execute(text("ANALYZE contacts, messages"))  # fresh tables: give the planner real sizes
     session.commit()
     return campaign.id
-
-
-def check_alone(connection: Redis, database_url: str) -> None:
-    """Benchmarks share the scratch database and Redis db by default: one running now would
-    lose its tables and queue to this one, and its workers would take this one's jobs."""
-    from chatman.jobs import worker_count
-
-    if worker_count(connection):
-        raise RuntimeError(
-            f"RQ workers are registered on {REDIS_URL}: another benchmark is running there (set "
-            "BENCH_REDIS_URL to another db, or wait a few minutes if one was killed)"
-        )
-    dbname = database_url.rsplit("/", 1)[1]
-    admin = normalise_database_url(database_url).replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin) as conn:
-        (others,) = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (dbname,)
-        ).fetchone()
-    if others:
-        raise RuntimeError(f"{others} session(s) use {dbname}: set BENCH_DATABASE_URL to another database")
 
 
 def final_states(accepted: list[tuple[int, str]]) -> dict[str, str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime, timedelta
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -44,7 +46,11 @@ class TwilioProvider:
             raise ValueError("a Twilio sender needs TWILIO_WHATSAPP_FROM or TWILIO_MESSAGING_SERVICE_SID")
         # TwilioHttpClient keeps one requests.Session (keep-alive); its default timeout is none,
         # and its pool (cpu count + 4) is smaller than the threads that share it.
-        http = TwilioHttpClient(timeout=timeout)
+        # requests reads proxies (and no_proxy) from the environment on every request, a fifth
+        # of a send's CPU: read once here instead.
+        http = TwilioHttpClient(timeout=timeout, proxy=get_environ_proxies(base_url))
+        http.session.trust_env = False
+        http.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         for scheme in ("https://", "http://"):
             http.session.mount(scheme, HTTPAdapter(pool_connections=1, pool_maxsize=pool_size))
         self.client = Client(account_sid, auth_token, http_client=http)

@@ -80,10 +80,10 @@ def test_worker_killed_mid_broadcast_leaves_each_contact_sent_exactly_once(
         try:
             wait_for(lambda: twilio_stub.messages()["held"] >= 8, 180, "requests held at the stub")
             time.sleep(0.3)  # let the rest of the in-flight group reach the stub
-            assert children(worker.pid), "the worker is running a job"
+            assert worker.poll() is None, "the worker is running the batch"
         finally:
-            # The worker and the process it forked for the job (RQ puts that one in a process
-            # group of its own), as a crash of the machine would.
+            # The worker, which runs the batch itself, and its scheduler process, as a crash
+            # of the machine would.
             for pid in [*children(worker.pid), worker.pid]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
