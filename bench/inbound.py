@@ -19,6 +19,7 @@ was posted. Also the webhook's own answer time (what Twilio waits for).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 import re
@@ -313,9 +314,13 @@ def bench_replies(specs: list[TriggerSpec], replies: int, rate: float, seed: int
                 posted.append(post(n))
                 time.sleep(rng.expovariate(rate))  # customers write when they write
             received = wait_for_stub(stub, replies)
+            time.sleep(1)  # a second answer to anyone would arrive by now
+            received = stub.messages(full=True)["messages"]
         finally:
             procs.stop_all()
     answered = {m["to"].removeprefix("whatsapp:"): m for m in received}
+    if len(received) != replies or set(answered) != {phone for phone, _, _ in posted}:
+        raise BenchError(f"{len(received)} replies to {len(answered)} of {replies} customers: want one each")
     webhook = [wait * 1000 for _, _, wait in posted]
     reply = [
         (datetime.fromisoformat(answered[p]["date_created"]).timestamp() - t) * 1000 for p, t, _ in posted
@@ -364,6 +369,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="inbound messages per second")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    logging.disable(logging.INFO)
     matching = bench_matching(args.triggers, args.messages, args.baseline, args.seed)
     specs = make_triggers(args.triggers, random.Random(args.seed))
     replies = bench_replies(specs, args.replies, args.rate, args.seed)

@@ -91,7 +91,7 @@ WARMUP_PER_CONNECTION = 10
 FAMILIES = ("web", "worker", "clock", "client", "postgres", "redis")
 CPU_ROWS = [
     ("web", "gunicorn (master and workers)"),
-    ("worker", "RQ worker and work horses"),
+    ("worker", "RQ worker (and its scheduler)"),
     ("clock", "clock"),
     ("client", "load process (aiohttp)"),
     ("postgres", "PostgreSQL (every database)"),
