@@ -22,13 +22,15 @@ from chatman.flows import engine as flows
 from chatman.jobs import enqueue_dispatch
 from chatman.ledger import sending
 from chatman.ledger.status import sids_with_pending_events
-from chatman.messaging import outbox
+from chatman.messaging import outbox, simulator
 from chatman.timeutils import utcnow
 
 HEARTBEAT_KEY = "chatman:clock:last_tick"
 # A run still freezing this long after it started lost its dispatch job.
 STALE_FREEZE = timedelta(minutes=2)
 LOST_MESSAGE = timedelta(minutes=5)
+# The chain of simulator rounds runs at most a second or two behind the callbacks it posts.
+SIMULATOR_OVERDUE = timedelta(seconds=10)
 log = logging.getLogger(__name__)
 
 # Each task takes the tick time and returns how much work it enqueued. Later features
@@ -157,10 +159,25 @@ def expire_flows(db: Database, connection: Redis) -> TickTask:
     return task
 
 
+def simulated_network(connection: Redis) -> TickTask:
+    """Tick task: post the simulator's overdue callbacks. Each round of posting schedules the
+    next; a worker killed mid-round ends that chain, and statuses would wait for the next send."""
+
+    def task(now: datetime) -> int:
+        due = simulator.next_due(connection)
+        if due is None or due > (now - SIMULATOR_OVERDUE).timestamp():
+            return 0
+        return jobs.enqueue_once(connection, jobs.simulate_callbacks, "simulator-callbacks")
+
+    task.__name__ = "simulated_network"
+    return task
+
+
 def default_tasks(db: Database, connection: Redis, stale_claim_s: float) -> list[TickTask]:
     return [
         launch_due_campaigns(db, connection),
         recover_stale_sends(db, connection, stale_claim_s),
         drain_inboxes(db, connection),
         expire_flows(db, connection),
+        simulated_network(connection),
     ]

@@ -8,6 +8,7 @@ what is done (claims, unique keys), never the queue.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from datetime import UTC, datetime, timedelta
@@ -245,12 +246,14 @@ def simulate_callbacks() -> int:
     posted, next_due = post_due_callbacks(connection, settings.webhook_auth_token)
     if next_due is not None:
         # At most a second away, so callbacks planned meanwhile by new sends are not held back.
-        at = min(max(next_due, time.time() + 0.2), time.time() + 1)
-        # One continuation per second of due time; this job's own id is not free until it ends.
+        # RQ schedules in whole seconds, truncating: rounded up, the continuation never runs
+        # before its callbacks are due, and its id (one per second) differs from this job's,
+        # which is not free until this job ends.
+        at = math.ceil(min(max(next_due, time.time() + 0.2), time.time() + 1))
         enqueue_once(
             connection,
             simulate_callbacks,
-            f"simulator-callbacks-{int(at)}",
+            f"simulator-callbacks-{at}",
             at=datetime.fromtimestamp(at, UTC),
         )
     return posted

@@ -168,8 +168,13 @@ def post_due_callbacks(
     with ThreadPoolExecutor(threads) as pool:
         posted = sum(pool.map(post, mine))
     http.close()
+    return posted, next_due(connection)
+
+
+def next_due(connection: Redis) -> float | None:
+    """When the earliest waiting callback is due (unix time), or None when none waits."""
     head = connection.zrange(CALLBACKS_KEY, 0, 0, withscores=True)
-    return posted, (head[0][1] if head else None)
+    return head[0][1] if head else None
 
 
 def customer_says(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import time
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
 from chatman import inbox
 from chatman.campaigns import lifecycle
 from chatman.config import SimulatorSettings
-from chatman.jobs import enqueue_dispatch
+from chatman.jobs import enqueue_dispatch, queue
 from chatman.ledger import counters
 from chatman.ledger.models import Message, MessageEvent
 from chatman.messaging.simulator import CALLBACKS_KEY, plan_callbacks
@@ -40,6 +42,32 @@ def test_plan_reaches_a_final_status_with_duplicates_and_disorder():
     assert 60 < finals.count("undelivered") < 140  # ~20 %
     assert 150 < finals.count("read") < 250  # ~half of the delivered 80 %
     assert duplicated > 50 and overtaken > 50
+
+
+def settle(session, redis, env: dict, messages: int, timeout_s: float) -> None:
+    """Run a long-lived worker (as `bin/run` does) until every message has its final status
+    and no simulated callback is left waiting."""
+    worker = subprocess.Popen(
+        worker_command(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            session.expire_all()
+            states = dict(
+                session.execute(select(Message.status, func.count()).group_by(Message.status)).all()
+            )
+            unsettled = sum(states.get(s, 0) for s in ("pending", "claimed", "submitted"))
+            waiting = redis.zcard(CALLBACKS_KEY) + inbox.backlog(redis, inbox.STATUS)
+            if sum(states.values()) == messages and unsettled == 0 and waiting == 0:
+                break
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        _, errors = worker.communicate(timeout=30)
+    assert sum(states.values()) == messages and unsettled == 0 and waiting == 0, (
+        f"{states}, {waiting} callbacks waiting\n{errors.decode()[-3000:]}"
+    )
 
 
 def test_simulated_statuses_arrive_signed_through_the_webhook_and_are_applied(
@@ -73,25 +101,7 @@ def test_simulated_statuses_arrive_signed_through_the_webhook_and_are_applied(
         SIMULATOR_DUPLICATE_RATE="0.3",
         SIMULATOR_DISORDER_RATE="0.3",
     )
-    worker = subprocess.Popen(
-        worker_command(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            session.expire_all()
-            states = dict(
-                session.execute(select(Message.status, func.count()).group_by(Message.status)).all()
-            )
-            unsettled = sum(states.get(s, 0) for s in ("pending", "claimed", "submitted"))
-            waiting = redis.zcard(CALLBACKS_KEY) + inbox.backlog(redis, inbox.STATUS)
-            if sum(states.values()) == 120 and unsettled == 0 and waiting == 0:
-                break
-            time.sleep(0.2)
-    finally:
-        worker.terminate()
-        _, errors = worker.communicate(timeout=30)
-    assert sum(states.values()) == 120 and unsettled == 0 and waiting == 0, errors.decode()[-3000:]
+    settle(session, redis, env, messages=120, timeout_s=120)
 
     statuses = dict(session.execute(select(Message.status, func.count()).group_by(Message.status)).all())
     assert set(statuses) <= {"delivered", "read", "failed", "skipped"}
@@ -136,3 +146,43 @@ def test_a_simulated_customer_writes_and_reads_the_answer(
     ]
     nothing = client.post("/api/v1/simulator/messages", headers=auth, json={"phone": "+919822200000"})
     assert nothing.status_code == 422
+
+
+def test_with_the_default_delays_every_status_arrives(app, session, redis, live_server):
+    """What `bin/run` does: callbacks a second apart, each round of posting scheduling the next
+    (RQ schedules in whole seconds; a round that ran early once broke the chain)."""
+    everyone, _ = make_audience(session, 20)
+    template = save_template(
+        session,
+        {
+            "name": "hello",
+            "language": "en",
+            "category": "utility",
+            "status": "approved",
+            "body": "Hello {{first}}",
+            "variables": {"first": {"field": "name"}},
+        },
+    )
+    campaign = lifecycle.create_campaign(
+        session, {"name": "Hello", "template_id": template.id, "include_segments": [everyone.id]}
+    )
+    run = lifecycle.launch(session, campaign.id)
+    session.commit()
+    enqueue_dispatch(redis, run.id)
+    env = worker_env(app, PUBLIC_BASE_URL=live_server, SIMULATOR_CALLBACKS="true", SIMULATOR_DELAY_S="1")
+    settle(session, redis, env, messages=20, timeout_s=60)
+    assert counters.differences(session, campaign.id) == []
+
+
+def test_the_clock_posts_callbacks_a_broken_chain_left_behind(redis):
+    """A worker killed mid-round leaves callbacks no job will post: the clock restarts the rounds
+    once they are overdue, and leaves the chain alone while it keeps up."""
+    from chatman.clock import SIMULATOR_OVERDUE, simulated_network, tick
+
+    now = datetime.now(UTC)
+    redis.zadd(CALLBACKS_KEY, {json.dumps({"url": "http://x", "form": {}}): now.timestamp() - 2})
+    tick(redis, [simulated_network(redis)], now=now)
+    assert "simulator-callbacks" not in queue(redis).job_ids  # due just now: the chain's job
+
+    tick(redis, [simulated_network(redis)], now=now + SIMULATOR_OVERDUE)
+    assert "simulator-callbacks" in queue(redis).job_ids
