@@ -170,8 +170,11 @@ def reports_verify(campaign_id: int | None) -> None:
 @click.argument("phone")
 @click.argument("text", required=False)
 @click.option("--button", "button_payload", help="tap a button with this payload instead of typing")
+@click.option("--name", "profile_name", help="the customer's WhatsApp profile name (sent as ProfileName)")
 @click.option("--wait", default=3.0, show_default=True, help="seconds to wait for the business to answer")
-def simulator_say(phone: str, text: str | None, button_payload: str | None, wait: float) -> None:
+def simulator_say(
+    phone: str, text: str | None, button_payload: str | None, profile_name: str | None, wait: float
+) -> None:
     """Write TEXT to the business as the customer PHONE; print what the business answers."""
     import time
 
@@ -191,7 +194,12 @@ def simulator_say(phone: str, text: str | None, button_payload: str | None, wait
     url = config.public_base_url + "/webhooks/twilio/inbound"
     try:
         _, status = customer_says(
-            url, config.webhook_auth_token, phone, body=text, button_payload=button_payload
+            url,
+            config.webhook_auth_token,
+            phone,
+            body=text,
+            button_payload=button_payload,
+            profile_name=profile_name,
         )
     except OSError as error:
         raise click.ClickException(

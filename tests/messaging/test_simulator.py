@@ -186,3 +186,40 @@ def test_the_clock_posts_callbacks_a_broken_chain_left_behind(redis):
 
     tick(redis, [simulated_network(redis)], now=now + SIMULATOR_OVERDUE)
     assert "simulator-callbacks" in queue(redis).job_ids
+
+
+def test_simulator_say_writes_as_the_customer_and_prints_the_answer(app, session, redis, live_server):
+    from chatman.contacts.models import Contact
+    from chatman.triggers.crud import save_trigger
+
+    save_trigger(
+        session,
+        {
+            "name": "hi",
+            "match_type": "keyword",
+            "patterns": ["hi"],
+            "action": "reply",
+            "reply_body": "Hello {{name}}!",
+        },
+    )
+    session.commit()
+    worker = subprocess.Popen(
+        worker_command(),
+        cwd=ROOT,
+        env=worker_env(app, PUBLIC_BASE_URL=live_server),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        said = app.test_cli_runner().invoke(
+            args=["simulator", "say", "+919822200001", "hi there", "--name", "Meera", "--wait", "10"]
+        )
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert said.exit_code == 0, said.output
+    assert said.output.strip() == "business: Hello Meera!"
+    assert session.scalar(select(Contact.name).where(Contact.phone == "+919822200001")) == "Meera"
+
+    silent = app.test_cli_runner().invoke(args=["simulator", "say", "+919822200001"])
+    assert silent.exit_code != 0 and "say something" in silent.output
