@@ -245,7 +245,7 @@ def simulate_callbacks() -> int:
     settings, _, connection = _context()
     posted, next_due = post_due_callbacks(connection, settings.webhook_auth_token)
     if next_due is not None:
-        # At most a second away, so callbacks planned meanwhile by new sends are not held back.
+        # At most two seconds away, so callbacks planned meanwhile by new sends are not held back.
         # RQ schedules in whole seconds, truncating: rounded up, the continuation never runs
         # before its callbacks are due, and its id (one per second) differs from this job's,
         # which is not free until this job ends.

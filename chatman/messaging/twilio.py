@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -13,12 +15,33 @@ from requests.utils import get_environ_proxies
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+from urllib3.connection import HTTPConnection
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from chatman.messaging.providers import RETRYABLE_CODES, OutboundMessage, SendResult
 
 # Clocks of Twilio and of this host disagree a little; a lookup looks back this much further.
 CLOCK_SKEW = timedelta(minutes=2)
+
+
+# A worker keeps its connections to Twilio between jobs, idle for minutes at night. A NAT or
+# firewall may forget an idle connection without telling either end; the next send on it would
+# hang until the read timeout and then wait for a lookup. Probes every 30 s of idleness keep
+# the path open, and a dead connection is found and dropped before it is reused.
+KEEPALIVE_OPTIONS = [
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    *(
+        (socket.IPPROTO_TCP, getattr(socket, name), value)
+        for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+        if hasattr(socket, name)  # Linux names; other systems keep their defaults
+    ),
+]
+
+
+class _KeepAliveAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["socket_options"] = [*HTTPConnection.default_socket_options, *KEEPALIVE_OPTIONS]
+        super().init_poolmanager(*args, **kwargs)
 
 
 class TwilioProvider:
@@ -47,12 +70,12 @@ class TwilioProvider:
         # TwilioHttpClient keeps one requests.Session (keep-alive); its default timeout is none,
         # and its pool (cpu count + 4) is smaller than the threads that share it.
         # requests reads proxies (and no_proxy) from the environment on every request, a fifth
-        # of a send's CPU: read once here instead.
+        # of a send's time: read once here instead.
         http = TwilioHttpClient(timeout=timeout, proxy=get_environ_proxies(base_url))
         http.session.trust_env = False
         http.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         for scheme in ("https://", "http://"):
-            http.session.mount(scheme, HTTPAdapter(pool_connections=1, pool_maxsize=pool_size))
+            http.session.mount(scheme, _KeepAliveAdapter(pool_connections=1, pool_maxsize=pool_size))
         self.client = Client(account_sid, auth_token, http_client=http)
         self.client.api.base_url = base_url
         self.from_ = from_ if from_ is None or from_.startswith("whatsapp:") else f"whatsapp:{from_}"

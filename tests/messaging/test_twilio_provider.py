@@ -178,3 +178,24 @@ def test_opt_out_code_fails_the_row_and_makes_the_contact_dnd(app, session, twil
     contact = session.get(Contact, person.id)
     assert (contact.dnd, contact.dnd_reason) == (True, "opt_out")
     assert counters.differences(session, campaign.id) == []
+
+
+def test_connections_kept_between_sends_are_probed_while_idle(twilio_stub):
+    """Over a real socket (the local stub): the connection the next send will reuse has TCP
+    keepalive on, so a NAT that forgets an idle connection cannot make a send hang."""
+    import socket
+
+    from tests.conftest import TWILIO_ACCOUNT
+
+    provider = TwilioProvider(
+        TWILIO_ACCOUNT, "stub-auth-token", from_="+14155238886", base_url=twilio_stub.base_url
+    )
+    assert provider.send(OutboundMessage(to="+919820012345", body="Hello")).sid
+    adapter = provider.client.http_client.session.get_adapter(twilio_stub.base_url)
+    # urllib3's pool container refuses plain iteration: keys() it is.
+    pools = [adapter.poolmanager.pools[key] for key in adapter.poolmanager.pools.keys()]  # noqa: SIM118
+    idle = [conn.sock for pool in pools for conn in list(pool.pool.queue) if conn and conn.sock]
+    assert len(idle) == 1  # kept for the next send
+    assert idle[0].getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert idle[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+    assert len(twilio_stub.messages()["by_to"]) == 1
