@@ -16,7 +16,7 @@ count == submitted == audience, each recipient got exactly one message, the stor
 equal a recount. This machine's PostgreSQL runs without autovacuum, so the script vacuums the
 ledger before each run.
 
-    python bench/broadcast.py [--recipients 100000] [--workers 2] [--repeat 3] [--baseline 2000]
+    python bench/broadcast.py [--recipients 100000] [--workers 3] [--repeat 3] [--baseline 2000]
 """
 
 from __future__ import annotations
@@ -428,7 +428,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", type=int, default=2000, help="contacts in the naive run")
     parser.add_argument("--baseline-repeat", type=int, default=1)
