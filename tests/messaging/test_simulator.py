@@ -44,6 +44,29 @@ def test_plan_reaches_a_final_status_with_duplicates_and_disorder():
     assert duplicated > 50 and overtaken > 50
 
 
+def launch_hello(session, redis, contacts: int):
+    """A utility broadcast to `contacts` new contacts, launched and its dispatch queued."""
+    everyone, _ = make_audience(session, contacts)
+    template = save_template(
+        session,
+        {
+            "name": "hello",
+            "language": "en",
+            "category": "utility",
+            "status": "approved",
+            "body": "Hello {{first}}",
+            "variables": {"first": {"field": "name"}},
+        },
+    )
+    campaign = lifecycle.create_campaign(
+        session, {"name": "Hello", "template_id": template.id, "include_segments": [everyone.id]}
+    )
+    run = lifecycle.launch(session, campaign.id)
+    session.commit()
+    enqueue_dispatch(redis, run.id)
+    return campaign
+
+
 def settle(session, redis, env: dict, messages: int, timeout_s: float) -> None:
     """Run a long-lived worker (as `bin/run` does) until every message has its final status
     and no simulated callback is left waiting."""
@@ -73,24 +96,7 @@ def settle(session, redis, env: dict, messages: int, timeout_s: float) -> None:
 def test_simulated_statuses_arrive_signed_through_the_webhook_and_are_applied(
     app, session, redis, live_server
 ):
-    everyone, _ = make_audience(session, 120)
-    template = save_template(
-        session,
-        {
-            "name": "hello",
-            "language": "en",
-            "category": "utility",
-            "status": "approved",
-            "body": "Hello {{first}}",
-            "variables": {"first": {"field": "name"}},
-        },
-    )
-    campaign = lifecycle.create_campaign(
-        session, {"name": "Hello", "template_id": template.id, "include_segments": [everyone.id]}
-    )
-    run = lifecycle.launch(session, campaign.id)
-    session.commit()
-    enqueue_dispatch(redis, run.id)
+    campaign = launch_hello(session, redis, contacts=120)
     env = worker_env(
         app,
         PUBLIC_BASE_URL=live_server,
@@ -151,24 +157,7 @@ def test_a_simulated_customer_writes_and_reads_the_answer(
 def test_with_the_default_delays_every_status_arrives(app, session, redis, live_server):
     """What `bin/run` does: callbacks a second apart, each round of posting scheduling the next
     (RQ schedules in whole seconds; a round that ran early once broke the chain)."""
-    everyone, _ = make_audience(session, 20)
-    template = save_template(
-        session,
-        {
-            "name": "hello",
-            "language": "en",
-            "category": "utility",
-            "status": "approved",
-            "body": "Hello {{first}}",
-            "variables": {"first": {"field": "name"}},
-        },
-    )
-    campaign = lifecycle.create_campaign(
-        session, {"name": "Hello", "template_id": template.id, "include_segments": [everyone.id]}
-    )
-    run = lifecycle.launch(session, campaign.id)
-    session.commit()
-    enqueue_dispatch(redis, run.id)
+    campaign = launch_hello(session, redis, contacts=20)
     env = worker_env(app, PUBLIC_BASE_URL=live_server, SIMULATOR_CALLBACKS="true", SIMULATOR_DELAY_S="1")
     settle(session, redis, env, messages=20, timeout_s=60)
     assert counters.differences(session, campaign.id) == []
