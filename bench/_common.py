@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -30,6 +31,8 @@ from chatman.db import Base
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres:postgres@127.0.0.1:5432/chatman_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+# The secret key of the app a benchmark runs (and of its processes): random, like an install's.
+SECRET_KEY = secrets.token_urlsafe(48)
 
 
 def ensure_pg_database(url: str) -> None:
@@ -47,7 +50,7 @@ def fresh_app(database_url: str) -> Flask:
     database_url = normalise_database_url(database_url)
     if database_url.startswith("postgresql"):
         ensure_pg_database(database_url)
-    app = create_app(Settings(database_url=database_url, redis_url=REDIS_URL))
+    app = create_app(Settings(database_url=database_url, redis_url=REDIS_URL, secret_key=SECRET_KEY))
     db = app.extensions["chatman.db"]
     with app.app_context():
         with db.engine.begin() as conn:

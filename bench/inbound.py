@@ -39,7 +39,16 @@ from sqlalchemy import insert  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
-from bench._common import PG_URL, Processes, free_port, fresh_app, median, table, wait_healthy  # noqa: E402
+from bench._common import (  # noqa: E402
+    PG_URL,
+    SECRET_KEY,
+    Processes,
+    free_port,
+    fresh_app,
+    median,
+    table,
+    wait_healthy,
+)
 from chatman import revisions  # noqa: E402
 from chatman.messaging.normalise import normalise  # noqa: E402
 from chatman.triggers.crud import REVISION  # noqa: E402
@@ -275,7 +284,7 @@ def bench_replies(specs: list[TriggerSpec], replies: int, rate: float, seed: int
         env = os.environ | {
             "DATABASE_URL": db.engine.url.render_as_string(hide_password=False),
             "REDIS_URL": REDIS,
-            "SECRET_KEY": "bench",
+            "SECRET_KEY": SECRET_KEY,
             "PUBLIC_BASE_URL": base,
             "SENDER_RATE_PER_S": "0",
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,

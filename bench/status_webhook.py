@@ -32,7 +32,6 @@ import logging
 import math
 import os
 import random
-import secrets
 import signal
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from twilio.request_validator import RequestValidator  # noqa: E402
 from bench._common import (  # noqa: E402
     PG_URL,
     REDIS_URL,
+    SECRET_KEY,
     Processes,
     check_alone,
     cpu_snapshot,
@@ -434,7 +434,7 @@ def main() -> None:
 
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    key = secrets.token_urlsafe(32)
+    key = SECRET_KEY
     # Every setting a .env could hold is pinned: no Twilio account, so webhooks are signed with
     # SECRET_KEY and nothing can reach a real provider.
     env = os.environ | {

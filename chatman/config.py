@@ -3,15 +3,65 @@
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import phonenumbers
 
+# Where bin/run keeps what this install made for itself: the SQLite file, the secret key.
+SECRET_FILE = "secret_key"
+# Values that were ever printed in docs or code as examples: a key anyone can read is no key.
+PUBLIC_SECRETS = frozenset(
+    {"dev-insecure-change-me", "change-me", "changeme", "secret", "dev", "development", "test", "testing"}
+)
+MIN_SECRET_LENGTH = 32
 
-def _default_database_url() -> str:
-    instance = Path(os.environ.get("CHATMAN_INSTANCE_DIR", Path.cwd() / "instance"))
-    return f"sqlite:///{instance.resolve() / 'chatman.db'}"
+
+class SettingsError(ValueError):
+    """A setting has a value the application cannot run with."""
+
+
+def instance_dir(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("CHATMAN_INSTANCE_DIR") or Path.cwd() / "instance").resolve()
+
+
+def _default_database_url(environ: Mapping[str, str] | None = None) -> str:
+    return f"sqlite:///{instance_dir(environ) / 'chatman.db'}"
+
+
+def ensure_instance_secret() -> Path | None:
+    """bin/run, on first run: unless SECRET_KEY is set (environment or .env), create this
+    install's secret key file, random and readable by its owner only. Returns its path."""
+    from dotenv import load_dotenv
+
+    load_dotenv(override=False)
+    if os.environ.get("SECRET_KEY"):
+        return None
+    path = instance_dir() / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48) + "\n")
+    return path
+
+
+def check_secret_key(value: str | None) -> None:
+    """Refuse a missing, short or publicly known secret key: it signs the simulator's webhooks
+    (and the admin UI's sessions), so whoever knows it can speak for the provider."""
+    hint = (
+        "bin/run creates one in instance/secret_key on first run; elsewhere set SECRET_KEY to a "
+        "long random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    )
+    if not value:
+        raise SettingsError(f"SECRET_KEY is not set: {hint}")
+    if value.strip().lower() in PUBLIC_SECRETS:
+        raise SettingsError(f"SECRET_KEY is a value published as an example, which anyone can know: {hint}")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise SettingsError(f"SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters: {hint}")
 
 
 def normalise_database_url(url: str) -> str:
@@ -20,10 +70,6 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
-
-
-class SettingsError(ValueError):
-    """A setting has a value the application cannot run with."""
 
 
 # A send batch may run for 600 s (jobs.BATCH_TIMEOUT_S); a claim younger than that is alive.
@@ -49,7 +95,8 @@ class SimulatorSettings:
 class Settings:
     database_url: str
     redis_url: str = "redis://127.0.0.1:6379/0"
-    secret_key: str = "dev-insecure-change-me"
+    # No default: see check_secret_key.
+    secret_key: str | None = None
     public_base_url: str = "http://127.0.0.1:5000"
     default_region: str | None = None
     twilio_account_sid: str | None = None
@@ -83,6 +130,11 @@ class Settings:
     opt_in_confirmation: str = "You are subscribed again. Reply STOP at any time to unsubscribe."
     # An inbound message this long after a campaign message counts as a reply to it.
     reply_window_h: float = 72.0
+    # The status drain's job timeout; a drain hands over to a fresh job after a third of it.
+    drain_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        check_secret_key(self.secret_key)
 
     @property
     def webhook_auth_token(self) -> str:
@@ -152,6 +204,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             f"SENDER_DAILY_LIMIT={get('SENDER_DAILY_LIMIT')!r} is not a WhatsApp tier: "
             "250, 2000, 10000, 100000 or unlimited"
         )
+    secret_key = get("SECRET_KEY")
+    if secret_key is None:
+        secret_file = instance_dir(environ) / SECRET_FILE
+        if secret_file.exists():
+            secret_key = secret_file.read_text().strip()
+    check_secret_key(secret_key)
+    drain_timeout_s = number("DRAIN_TIMEOUT_S", Settings.drain_timeout_s)
+    if drain_timeout_s < 3:
+        raise SettingsError(f"DRAIN_TIMEOUT_S={drain_timeout_s:g} is too short for a drain; use 3 or more")
     stale_claim_s = number("STALE_CLAIM_S", Settings.stale_claim_s)
     if stale_claim_s < MIN_STALE_CLAIM_S:
         raise SettingsError(
@@ -163,9 +224,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise SettingsError(f"SEND_CONCURRENCY={concurrency} must be at least 1")
 
     return Settings(
-        database_url=normalise_database_url(get("DATABASE_URL") or _default_database_url()),
+        database_url=normalise_database_url(get("DATABASE_URL") or _default_database_url(environ)),
         redis_url=get("REDIS_URL") or Settings.redis_url,
-        secret_key=get("SECRET_KEY") or Settings.secret_key,
+        secret_key=secret_key,
         public_base_url=(get("PUBLIC_BASE_URL") or Settings.public_base_url).rstrip("/"),
         default_region=region,
         twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
@@ -187,6 +248,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         opt_out_confirmation=get("OPT_OUT_CONFIRMATION") or Settings.opt_out_confirmation,
         opt_in_confirmation=get("OPT_IN_CONFIRMATION") or Settings.opt_in_confirmation,
         reply_window_h=number("REPLY_WINDOW_H", Settings.reply_window_h),
+        drain_timeout_s=drain_timeout_s,
         simulator=SimulatorSettings(
             delay_s=number("SIMULATOR_DELAY_S", SimulatorSettings.delay_s),
             failure_rate=rate("SIMULATOR_FAILURE_RATE", SimulatorSettings.failure_rate),

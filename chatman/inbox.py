@@ -24,10 +24,14 @@ STALE_MS = 60_000
 KICK_TTL_S = 30
 
 
-def append(connection: Redis, stream: str, fields: dict[str, Any]) -> bool:
-    """Add one event; True when no drain job is known to be coming (the caller starts one)."""
+def append(connection: Redis, stream: str, fields: dict[str, Any], message_id: str | None = None) -> bool:
+    """Add one event (and the ledger row its callback URL named, if any); True when no drain
+    job is known to be coming (the caller starts one)."""
+    entry = {"data": json.dumps(fields, separators=(",", ":"))}
+    if message_id:
+        entry["m"] = message_id
     pipe = connection.pipeline(transaction=False)
-    pipe.xadd(stream, {"data": json.dumps(fields, separators=(",", ":"))})
+    pipe.xadd(stream, entry)
     pipe.set(f"{stream}:kick", 1, nx=True, ex=KICK_TTL_S)
     _, kicked = pipe.execute()
     return bool(kicked)

@@ -7,6 +7,7 @@ starts from empty tables (truncation, so that other processes see the same state
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from collections import Counter
@@ -30,6 +31,8 @@ PG_URL = normalise_database_url(
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Like an install's own key: random, never a value anyone could know.
+SECRET_KEY = secrets.token_urlsafe(48)
 
 
 def database_url(backend: str, tmp_dir) -> str:
@@ -52,7 +55,7 @@ def app(backend: str, tmp_path_factory) -> Iterator[Flask]:
     settings = Settings(
         database_url=database_url(backend, tmp_path_factory.mktemp(backend)),
         redis_url=REDIS_URL,
-        secret_key="test",
+        secret_key=SECRET_KEY,
         public_base_url="http://testserver",
     )
     app = create_app(settings)

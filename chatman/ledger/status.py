@@ -40,6 +40,9 @@ class StatusUpdate:
     error_code: str | None = None
     error_message: str | None = None
     payload: dict[str, Any] | None = None
+    # Our row, when the callback URL named it: ties the sid to the row even if the send's own
+    # answer was lost.
+    message_id: int | None = None
 
 
 @dataclass

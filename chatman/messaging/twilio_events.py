@@ -2,24 +2,64 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Any
 
+from chatman.errors import Invalid
 from chatman.ledger.status import StatusUpdate
 from chatman.messaging.inbound import InboundEvent
 
+# What a status callback may hold, checked before it is queued, so that what the database
+# would refuse (over-long values, NUL) is refused here, the same way on every database.
+SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
+STATUS = re.compile(r"^[a-z_]{1,24}$")
+ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
+MAX_ID = 2**63 - 1
 
-def parse_status(form: Mapping[str, str]) -> StatusUpdate | None:
-    """A status callback as a StatusUpdate; None when it lacks MessageSid or MessageStatus."""
-    sid, status = form.get("MessageSid"), form.get("MessageStatus")
-    if not sid or not status:
-        return None
+
+def check_form(form: Mapping[str, Any]) -> None:
+    """No key or value of a webhook's form may hold a NUL character (no database keeps one)."""
+    items = form.items(multi=True) if hasattr(form, "getlist") else form.items()  # every value
+    for key, value in items:
+        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+            raise Invalid(key.replace("\x00", "\\0"), "holds a NUL character")
+
+
+def parse_status(form: Mapping[str, Any], message_id: Any = None) -> StatusUpdate:
+    """A status callback as a StatusUpdate; Invalid when a field is missing or malformed.
+
+    `message_id`: our ledger row, named in the StatusCallback URL we gave with the send.
+    """
+    check_form(form)
+    sid, status, code = form.get("MessageSid"), form.get("MessageStatus"), form.get("ErrorCode") or None
+    if not isinstance(sid, str) or not SID.match(sid):
+        raise Invalid("MessageSid", "required: letters and digits, at most 64")
+    if not isinstance(status, str) or not STATUS.match(status.lower()):
+        raise Invalid("MessageStatus", "required: a status word (sent, delivered, ...), at most 24 letters")
+    if code is not None and (not isinstance(code, str) or not ERROR_CODE.match(code)):
+        raise Invalid("ErrorCode", "an error code of at most 16 letters and digits")
+    message = form.get("ErrorMessage") or None
+    if message is not None and not isinstance(message, str):
+        raise Invalid("ErrorMessage", "must be text")
     return StatusUpdate(
         provider_sid=sid,
         status=status.lower(),
-        error_code=form.get("ErrorCode") or None,
-        error_message=form.get("ErrorMessage") or None,
+        error_code=code,
+        error_message=message,
         payload=dict(form),
+        message_id=parse_message_id(message_id),
     )
+
+
+def parse_message_id(raw: Any) -> int | None:
+    """Our row id from a StatusCallback URL's `m`, or None when it has none."""
+    if raw is None or raw == "":
+        return None
+    text = str(raw)
+    if not text.isdigit() or not 0 < int(text) <= MAX_ID:
+        raise Invalid("m", "a message id: a positive whole number")
+    return int(text)
 
 
 def parse_inbound(form: Mapping[str, str]) -> InboundEvent | None:

@@ -1,5 +1,6 @@
 """Twilio webhooks (the simulator speaks through them too). Every request must carry a valid
-X-Twilio-Signature: 403 otherwise, and nothing is stored."""
+X-Twilio-Signature: 403 otherwise, and nothing is stored. A body over 64 KB is refused (413)
+before it is read, so a junk request costs no parsing and no HMAC."""
 
 from __future__ import annotations
 
@@ -17,35 +18,50 @@ from chatman.config import Settings
 from chatman.errors import Invalid
 from chatman.extensions import redis_client, request_session, settings
 from chatman.jobs import enqueue_sends, enqueue_status_drain
-from chatman.messaging.twilio_events import parse_inbound, parse_status
+from chatman.messaging.twilio_events import check_form, parse_inbound, parse_status
 from chatman.triggers.crud import trigger_index
 from chatman.triggers.inbound import InboundPolicy, handle_inbound
 from chatman.triggers.optout import OptWords
 
 EMPTY_TWIML = str(MessagingResponse())  # "do nothing": our answers go out through the API
+# Twilio's largest form (an inbound message with ten media) is a few KB.
+MAX_BODY = 64 * 1024
+# HMAC-SHA1 in base64: anything else cannot be a Twilio signature.
+SIGNATURE_LENGTH = 28
 
 bp = Blueprint("twilio_webhooks", __name__, url_prefix="/webhooks/twilio")
 log = logging.getLogger(__name__)
 
 
 def signed_urls() -> list[str]:
-    """The URLs Twilio may have signed: PUBLIC_BASE_URL + path + query, else the URL this
-    request reached us at (right when no proxy rewrites it, or with TRUST_PROXY_HEADERS)."""
+    """The URLs Twilio may have signed: PUBLIC_BASE_URL + path + query; and behind a proxy
+    that TRUST_PROXY_HEADERS trusts, the URL it forwarded. Never the Host header alone: a
+    request signed for another host must not pass by naming that host."""
+    config = settings()
     query = request.query_string.decode()
     tail = request.path + (f"?{query}" if query else "")
-    return list(dict.fromkeys([settings().public_base_url + tail, request.root_url.rstrip("/") + tail]))
+    urls = [config.public_base_url + tail]
+    if config.trust_proxy_headers:  # ProxyFix has put the forwarded scheme and host in place
+        urls.append(request.root_url.rstrip("/") + tail)
+    return list(dict.fromkeys(urls))
 
 
 @bp.before_request
 def verify_signature() -> None:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        abort(413)
+    request.max_content_length = MAX_BODY  # a body without a length is cut off there too
     signature = request.headers.get("X-Twilio-Signature", "")
+    if len(signature) != SIGNATURE_LENGTH:
+        log.warning("rejected %s: bad or missing X-Twilio-Signature", request.path)
+        abort(403)
     validator = _validator(settings().webhook_auth_token)
     urls = signed_urls()
     # The usual case costs one HMAC: the URL exactly as configured. validate() then tries
     # each URL with and without an explicit port, as Twilio's own signing varies.
-    if signature and hmac.compare_digest(validator.compute_signature(urls[0], request.form), signature):
+    if hmac.compare_digest(validator.compute_signature(urls[0], request.form), signature):
         return
-    if not signature or not any(validator.validate(url, request.form, signature) for url in urls):
+    if not any(validator.validate(url, request.form, signature) for url in urls):
         log.warning("rejected %s: bad or missing X-Twilio-Signature", request.path)
         abort(403)
 
@@ -57,11 +73,16 @@ def _validator(token: str) -> RequestValidator:
 
 @bp.post("/status")
 def status():
-    """Kept in the status inbox at once and applied by a worker (see chatman.inbox)."""
+    """Kept in the status inbox at once and applied by a worker (see chatman.inbox). A
+    malformed callback is refused (400) and not kept: nothing downstream would take it."""
     form = request.form.to_dict()
-    if parse_status(form) is None:
-        abort(400, "MessageSid and MessageStatus are required")
-    if inbox.append(redis_client(), inbox.STATUS, form):
+    message_id = request.args.get("m")
+    try:
+        parse_status(form, message_id)
+    except Invalid as error:
+        log.warning("status callback refused: %s", error.message)
+        abort(400, error.message)
+    if inbox.append(redis_client(), inbox.STATUS, form, message_id=message_id):
         enqueue_status_drain(redis_client())
     return "", 204
 
@@ -70,6 +91,10 @@ def status():
 def inbound():
     """A customer wrote: handled in this transaction (see triggers.inbound), answers sent by
     jobs after the commit; Twilio gets empty TwiML (no reply of its own)."""
+    try:
+        check_form(request.form)
+    except Invalid as error:
+        abort(400, error.message)
     event = parse_inbound(request.form)
     if event is None:
         abort(400, "MessageSid and From are required")
