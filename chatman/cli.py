@@ -31,6 +31,7 @@ users_cli = AppGroup("users", help="Admin UI users.")
 demo_cli = AppGroup("demo", help="Demo data.")
 reports_cli = AppGroup("reports", help="Campaign reports.")
 simulator_cli = AppGroup("simulator", help="The simulated WhatsApp network (no Twilio account).")
+statuses_cli = AppGroup("statuses", help="Delivery-status callbacks on their way to the ledger.")
 
 
 def _fail(error: DomainError) -> click.ClickException:
@@ -166,6 +167,18 @@ def reports_verify(campaign_id: int | None) -> None:
     click.echo(f"{checked} counters checked: all equal to the recount")
 
 
+@statuses_cli.command("set-aside")
+@click.option("--limit", default=20, show_default=True, help="how many, newest first")
+def statuses_set_aside(limit: int) -> None:
+    """Callbacks that could not be applied, each with why (see /healthz status_set_aside)."""
+    from chatman import inbox
+
+    entries = inbox.set_aside_entries(redis_client(), inbox.STATUS, limit)
+    for entry in entries:
+        click.echo(f"{entry['id']}  {entry['reason']}\n    {entry['data'][:500]}")
+    click.echo(f"{inbox.set_aside_count(redis_client(), inbox.STATUS)} set aside in all")
+
+
 @simulator_cli.command("say")
 @click.argument("phone")
 @click.argument("text", required=False)
@@ -237,7 +250,7 @@ def clock_command(ticks: int | None) -> None:
     from chatman import clock
 
     logging.basicConfig(level=logging.INFO)
-    tasks = clock.default_tasks(database(), redis_client(), settings().stale_claim_s)
+    tasks = clock.default_tasks(database(), redis_client(), settings())
     clock.run(redis_client(), tasks, settings().clock_interval_s, ticks=ticks)
 
 
@@ -252,6 +265,7 @@ def init_cli(app: Flask) -> None:
         demo_cli,
         reports_cli,
         simulator_cli,
+        statuses_cli,
         worker_command,
         clock_command,
     ):

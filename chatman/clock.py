@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 
 from redis import Redis
 
-from chatman import inbox, jobs
+from chatman import inbox, jobs, queues
 from chatman.campaigns import dispatch, lifecycle
+from chatman.config import Settings
 from chatman.db import Database
 from chatman.errors import Conflict, Invalid
 from chatman.flows import engine as flows
@@ -23,11 +24,12 @@ from chatman.jobs import enqueue_dispatch
 from chatman.ledger import sending
 from chatman.ledger.status import sids_with_pending_events
 from chatman.messaging import outbox, simulator
+from chatman.queues import enqueue_once
 from chatman.timeutils import utcnow
 
 HEARTBEAT_KEY = "chatman:clock:last_tick"
-# A run still freezing this long after it started lost its dispatch job.
-STALE_FREEZE = timedelta(minutes=2)
+# A run whose rows have not moved for this long is asked whether it still has a live job.
+QUIET_RUN = timedelta(seconds=30)
 LOST_MESSAGE = timedelta(minutes=5)
 # The chain of simulator rounds runs at most a second or two behind the callbacks it posts.
 SIMULATOR_OVERDUE = timedelta(seconds=10)
@@ -70,8 +72,7 @@ def run(connection: Redis, tasks: list[TickTask], interval_s: float, ticks: int 
 
 
 def launch_due_campaigns(db: Database, connection: Redis) -> TickTask:
-    """Tick task: launch scheduled campaigns whose time has come, and re-dispatch runs
-    whose freeze was interrupted (dispatch is safe to repeat)."""
+    """Tick task: launch scheduled campaigns whose time has come."""
 
     def task(now: datetime) -> int:
         launched = 0
@@ -91,8 +92,6 @@ def launch_due_campaigns(db: Database, connection: Redis) -> TickTask:
                     continue
                 enqueue_dispatch(connection, run.id)
                 launched += 1
-            for run_id in lifecycle.unfrozen_runs(session, now - STALE_FREEZE):
-                enqueue_dispatch(connection, run_id)  # no-op while its dispatch is still queued
         return launched
 
     task.__name__ = "launch_due_campaigns"
@@ -100,8 +99,9 @@ def launch_due_campaigns(db: Database, connection: Redis) -> TickTask:
 
 
 def recover_stale_sends(db: Database, connection: Redis, stale_after_s: float) -> TickTask:
-    """Tick task: settle claims whose batch died, and re-dispatch sending runs whose batch
-    jobs were lost (pending rows, no progress for as long)."""
+    """Tick task: settle claims whose batch died; re-dispatch runs whose jobs are really gone
+    (a run that waits behind other work still has its jobs queued, and is left alone); send
+    conversation messages whose job was lost."""
     stale = timedelta(seconds=stale_after_s)
 
     def task(now: datetime) -> int:
@@ -109,34 +109,32 @@ def recover_stale_sends(db: Database, connection: Redis, stale_after_s: float) -
         with db.sessionmaker() as session:
             if sending.stale_claims(session, now - stale, limit=1):
                 cutoff = (now - stale).isoformat()
-                enqueued += jobs.enqueue_once(
-                    connection, jobs.recover_stale_sends, "recover-stale-sends", cutoff
-                )
-            for run_id in dispatch.stalled_runs(session, now - stale):
-                dispatch.mark_progress(session, run_id, now)  # one re-dispatch per quiet period
-                session.commit()
-                enqueued += enqueue_dispatch(connection, run_id, again=True)
-            # A conversation message is sent within seconds; one still waiting lost its job.
+                enqueued += enqueue_once(connection, jobs.recover_stale_sends, "recover-stale-sends", cutoff)
+            for run_id in dispatch.quiet_runs(session, now - QUIET_RUN):
+                if not queues.has_live_job(connection, jobs.run_group(run_id)):
+                    enqueued += enqueue_dispatch(connection, run_id)
+            # A conversation message is sent within seconds; one still waiting may have lost
+            # its job (one job per message: a message whose job waits in line is left alone).
             lost = outbox.stale_pending(session, now - LOST_MESSAGE)
-            jobs.enqueue_sends(connection, lost)
-            enqueued += len(lost)
-        return enqueued
+        jobs.enqueue_sends(connection, lost)
+        return enqueued + len(lost)
 
     task.__name__ = "recover_stale_sends"
     return task
 
 
-def drain_inboxes(db: Database, connection: Redis) -> TickTask:
+def drain_inboxes(db: Database, connection: Redis, settings: Settings) -> TickTask:
     """Tick task: make sure callbacks waiting in the inbox, or waiting for their sid, get applied
-    (a webhook starts a drain itself; this catches the one that raced the end of a drain)."""
+    (a webhook starts a drain itself; this catches the one that raced the end of a drain, and
+    starts a new one when a drain died)."""
 
     def task(now: datetime) -> int:
         enqueued = 0
         if inbox.backlog(connection, inbox.STATUS):
-            enqueued += jobs.enqueue_status_drain(connection)
+            enqueued += jobs.enqueue_status_drain(connection, settings)
         with db.sessionmaker() as session:
             if sids_with_pending_events(session, limit=1):
-                enqueued += jobs.enqueue_once(connection, jobs.apply_waiting_events, "apply-waiting-events")
+                enqueued += enqueue_once(connection, jobs.apply_waiting_events, "apply-waiting-events")
         return enqueued
 
     task.__name__ = "drain_inboxes"
@@ -149,11 +147,7 @@ def expire_flows(db: Database, connection: Redis) -> TickTask:
     def task(now: datetime) -> int:
         with db.sessionmaker() as session:
             overdue = flows.any_overdue(session, now)
-        return (
-            jobs.enqueue_once(connection, jobs.expire_flows, "expire-flows", now.isoformat())
-            if overdue
-            else 0
-        )
+        return enqueue_once(connection, jobs.expire_flows, "expire-flows", now.isoformat()) if overdue else 0
 
     task.__name__ = "expire_flows"
     return task
@@ -167,17 +161,17 @@ def simulated_network(connection: Redis) -> TickTask:
         due = simulator.next_due(connection)
         if due is None or due > (now - SIMULATOR_OVERDUE).timestamp():
             return 0
-        return jobs.enqueue_once(connection, jobs.simulate_callbacks, "simulator-callbacks")
+        return enqueue_once(connection, jobs.simulate_callbacks, jobs.SIMULATOR)
 
     task.__name__ = "simulated_network"
     return task
 
 
-def default_tasks(db: Database, connection: Redis, stale_claim_s: float) -> list[TickTask]:
+def default_tasks(db: Database, connection: Redis, settings: Settings) -> list[TickTask]:
     return [
         launch_due_campaigns(db, connection),
-        recover_stale_sends(db, connection, stale_claim_s),
-        drain_inboxes(db, connection),
+        recover_stale_sends(db, connection, settings.stale_claim_s),
+        drain_inboxes(db, connection, settings),
         expire_flows(db, connection),
         simulated_network(connection),
     ]

@@ -34,8 +34,11 @@ def healthz():
         info["workers"] = worker_count(connection)
         tick = last_tick(connection)
         info["clock_last_tick_s"] = round((utcnow() - tick).total_seconds(), 1) if tick else None
-        # Status callbacks accepted and not yet applied: should stay near 0.
+        # Status callbacks accepted and not yet applied, and how long the oldest has waited:
+        # both near 0 while workers keep up. Set aside: callbacks that could not be applied.
         info["status_backlog"] = inbox.backlog(connection, inbox.STATUS)
+        info["status_oldest_s"] = inbox.oldest_age_s(connection, inbox.STATUS)
+        info["status_set_aside"] = inbox.set_aside_count(connection, inbox.STATUS)
     except RedisError as exc:
         checks["redis"] = f"error: {exc.__class__.__name__}"
     healthy = all(v == "ok" for v in checks.values())

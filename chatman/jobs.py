@@ -1,8 +1,9 @@
-"""RQ queues, job entry points and the worker. Jobs stay thin: they call domain functions.
+"""RQ job entry points and the worker. Jobs stay thin: they call domain functions.
 
 A job runs in a worker process without Flask, so it builds its database and Redis handles
 from the settings once per process. Every job is safe to run twice: the database decides
-what is done (claims, unique keys), never the queue.
+what is done (claims, unique keys), never the queue. A job that may have much to do works for
+a bounded time and hands on to a successor (chatman.queues), so none meets its timeout.
 """
 
 from __future__ import annotations
@@ -11,20 +12,20 @@ import logging
 import math
 import os
 import socket
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from redis import Redis
-from rq import Queue, SimpleWorker, Worker
-from rq.exceptions import DuplicateJobError
+from rq import SimpleWorker, Worker
+from rq.job import get_current_job
 
-from chatman import inbox
+from chatman import inbox, queues
 from chatman.config import Settings, load_settings
 from chatman.db import Database
+from chatman.queues import QUEUES, REPLIES, enqueue_once, hand_on
 
-# Workers take jobs from the first queue that has one: a customer waiting for an answer comes
-# before the next batch of a broadcast.
-QUEUES = ("replies", "default")
 # Longer than any batch takes, shorter than STALE_CLAIM_S: a batch that overruns is killed
 # before the clock treats its rows as abandoned.
 BATCH_TIMEOUT_S = 600
@@ -34,11 +35,12 @@ RETRY_DELAY = timedelta(seconds=5)
 GATHER_MS = 150
 # A send that got no answer is looked up at the provider this much later, once it is settled there.
 SETTLE_DELAY = timedelta(seconds=60)
+# How long a dispatch freezes an audience before handing on, and a simulator round posts.
+DISPATCH_BUDGET_S = 60
+SIMULATOR_BUDGET_S = 5
+STATUS_DRAIN = "status-drain"
+SIMULATOR = "simulator-callbacks"
 log = logging.getLogger(__name__)
-
-
-def queue(connection: Redis, name: str = "default") -> Queue:
-    return Queue(name, connection=connection)
 
 
 def run_worker(connection: Redis, burst: bool = False) -> None:
@@ -57,9 +59,12 @@ def run_worker(connection: Redis, burst: bool = False) -> None:
 
     _context()
     _provider()
-    SimpleWorker([queue(connection, name) for name in QUEUES], connection=connection).work(
-        with_scheduler=True, burst=burst
-    )
+    worker = SimpleWorker([queues.queue(connection, name) for name in QUEUES], connection=connection)
+    stop = queues.keep_alive(connection, worker.name)
+    try:
+        worker.work(with_scheduler=True, burst=burst)
+    finally:
+        stop.set()
 
 
 def worker_count(connection: Redis) -> int:
@@ -85,58 +90,67 @@ def status_callback(settings: Settings) -> str:
     return settings.public_base_url + "/webhooks/twilio/status"
 
 
-def enqueue_once(connection: Redis, func, job_id: str, *args, at: datetime | None = None, **options) -> bool:
-    """Enqueue unless a job with this id is queued, scheduled or running; True if enqueued.
-
-    The job's record is dropped as soon as it finishes (result_ttl=0), so the id is free again
-    for the next round of work.
-    """
-    q = queue(connection)
-    options = {"job_id": job_id, "unique": True, "result_ttl": 0, "failure_ttl": 300, **options}
-    try:
-        if at is None:
-            q.enqueue(func, *args, **options)
-        else:
-            q.enqueue_at(at, func, *args, **options)
-    except DuplicateJobError:
-        return False
-    return True
+def _budget(default_s: float) -> float:
+    """A monotonic deadline: a third of this job's timeout, or `default_s` outside a job."""
+    me = get_current_job()
+    timeout = me.timeout if me is not None and me.timeout and me.timeout > 0 else 3 * default_s
+    return time.monotonic() + timeout / 3
 
 
-def enqueue_dispatch(connection: Redis, run_id: int, again: bool = False) -> bool:
-    """Enqueue a run's dispatch (freeze, then batches). `again`: the run stalled, and its
-    first dispatch job may be stuck in a dead worker's registry, so do not wait for it."""
-    if again:
-        queue(connection).enqueue(dispatch_run, run_id, result_ttl=0, failure_ttl=300)
-        return True
-    return enqueue_once(connection, dispatch_run, f"dispatch-run-{run_id}", run_id)
+def run_group(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def enqueue_dispatch(connection: Redis, run_id: int) -> bool:
+    """Enqueue a run's dispatch (freeze, then batches), unless one is queued or running."""
+    return enqueue_once(
+        connection,
+        dispatch_run,
+        f"dispatch-run-{run_id}",
+        run_id,
+        group=run_group(run_id),
+        job_timeout=3 * DISPATCH_BUDGET_S,
+    )
 
 
 def dispatch_run(run_id: int) -> int:
-    """Freeze a run's audience and enqueue its send batches; safe to run again."""
+    """Freeze a run's audience and enqueue its send batches; safe to run again. A large
+    audience is frozen over several jobs, each handing on to the next."""
     from chatman.campaigns.dispatch import finish_run, freeze_run, pending_batches
 
     _, db, connection = _context()
-    with db.sessionmaker() as session:
-        freeze_run(session, run_id)
-        jobs = [
-            Queue.prepare_data(send_batch, args=(run_id, ids), result_ttl=0, timeout=BATCH_TIMEOUT_S)
-            for ids in pending_batches(session, run_id)
-        ]
-        if not jobs:
-            finish_run(session, run_id)
-    q = queue(connection)
-    for start in range(0, len(jobs), 500):
-        q.enqueue_many(jobs[start : start + 500])
-    return len(jobs)
+    try:
+        with db.sessionmaker() as session:
+            if not freeze_run(session, run_id, until=_budget(DISPATCH_BUDGET_S)):
+                hand_on(
+                    connection,
+                    dispatch_run,
+                    f"dispatch-run-{run_id}",
+                    run_id,
+                    group=run_group(run_id),
+                    job_timeout=3 * DISPATCH_BUDGET_S,
+                )
+                return 0
+            batches = [(send_batch, (run_id, ids)) for ids in pending_batches(session, run_id)]
+            queues.enqueue_tracked(connection, run_group(run_id), batches, job_timeout=BATCH_TIMEOUT_S)
+            if not batches:
+                finish_run(session, run_id)
+        return len(batches)
+    finally:
+        queues.done(connection, run_group(run_id))
 
 
 def enqueue_sends(connection: Redis, message_ids: list[int], runs: list[tuple[int, int]] = ()) -> None:
-    """Send conversation messages and single-contact campaign starts, ahead of broadcasts."""
-    jobs = [Queue.prepare_data(send_message, args=(m,), result_ttl=0, timeout=60) for m in message_ids]
-    jobs += [Queue.prepare_data(send_batch, args=(run, [m]), result_ttl=0, timeout=60) for run, m in runs]
-    if jobs:
-        queue(connection, "replies").enqueue_many(jobs)
+    """Send conversation messages (one job each, however often asked) and single-contact
+    campaign starts, ahead of broadcasts."""
+    for message_id in message_ids:
+        enqueue_once(
+            connection, send_message, f"message-{message_id}", message_id, queue_name=REPLIES, job_timeout=60
+        )
+    for run_id, message_id in runs:
+        queues.enqueue_tracked(
+            connection, run_group(run_id), [(send_batch, (run_id, [message_id]))], REPLIES, job_timeout=60
+        )
 
 
 def send_message(message_id: int) -> str:
@@ -152,11 +166,19 @@ def send_message(message_id: int) -> str:
         return outcome
     if outcome.retry:
         delay = RETRY_DELAY * 2 ** max(0, outcome.retry_attempts - 1)
-        queue(connection, "replies").enqueue_in(delay, send_message, message_id, result_ttl=0)
+        hand_on(
+            connection,
+            send_message,
+            f"message-{message_id}",
+            message_id,
+            at=datetime.now(UTC) + delay,
+            queue_name=REPLIES,
+            job_timeout=60,
+        )
     if outcome.ambiguous:
-        queue(connection).enqueue_in(SETTLE_DELAY, settle_rows, outcome.ambiguous, result_ttl=0)
+        queues.queue(connection).enqueue_in(SETTLE_DELAY, settle_rows, outcome.ambiguous, result_ttl=0)
     if outcome.submitted and provider.name == "simulator":
-        enqueue_once(connection, simulate_callbacks, "simulator-callbacks")
+        enqueue_once(connection, simulate_callbacks, SIMULATOR)
     return "submitted" if outcome.submitted else "failed" if outcome.failed else "pending"
 
 
@@ -173,21 +195,30 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
         concurrency=settings.send_concurrency,
         skip_us_marketing=settings.skip_us_marketing,
     )
-    with db.sessionmaker() as session:
-        result = send(session, message_ids, provider, limiter, options)
-        if result.retry:
-            # Backing off: 5 s after a first failed try, then 10, 20, 40 s.
-            delay = RETRY_DELAY * 2 ** max(0, result.retry_attempts - 1)
-            queue(connection).enqueue_in(
-                delay, send_batch, run_id, result.retry, result_ttl=0, job_timeout=BATCH_TIMEOUT_S
-            )
-        if result.ambiguous:
-            queue(connection).enqueue_in(SETTLE_DELAY, settle_rows, result.ambiguous, result_ttl=0)
-        if not (result.retry or result.ambiguous):
-            for run in result.runs:
-                finish_run(session, run)
+    try:
+        with db.sessionmaker() as session:
+            result = send(session, message_ids, provider, limiter, options)
+            if result.retry:
+                # Backing off: 5 s after a first failed try, then 10, 20, 40 s.
+                delay = RETRY_DELAY * 2 ** max(0, result.retry_attempts - 1)
+                queues.enqueue_tracked_in(
+                    connection,
+                    run_group(run_id),
+                    delay,
+                    send_batch,
+                    run_id,
+                    result.retry,
+                    job_timeout=BATCH_TIMEOUT_S,
+                )
+            if result.ambiguous:
+                queues.queue(connection).enqueue_in(SETTLE_DELAY, settle_rows, result.ambiguous, result_ttl=0)
+            if not (result.retry or result.ambiguous):
+                for run in result.runs:
+                    finish_run(session, run)
+    finally:
+        queues.done(connection, run_group(run_id))
     if result.submitted and provider.name == "simulator":
-        enqueue_once(connection, simulate_callbacks, "simulator-callbacks")
+        enqueue_once(connection, simulate_callbacks, SIMULATOR)
     return {
         "submitted": result.submitted,
         "skipped": result.skipped,
@@ -197,16 +228,22 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
     }
 
 
-def enqueue_status_drain(connection: Redis) -> bool:
-    return enqueue_once(connection, apply_status_events, "apply-status-events")
+def enqueue_status_drain(connection: Redis, settings: Settings) -> bool:
+    return enqueue_once(
+        connection, apply_status_events, STATUS_DRAIN, job_timeout=max(3, int(settings.drain_timeout_s))
+    )
 
 
 def apply_status_events(batch: int = 1000) -> int:
-    """Apply the status callbacks waiting in the inbox, a batch per transaction."""
-    from chatman.ledger.status import record_many
+    """Apply the status callbacks waiting in the inbox, a batch per transaction, for a third
+    of this job's timeout; then hand on to a successor if any wait. A callback that cannot
+    be applied is set aside with why (chatman.inbox), so it never holds up the others."""
+    from chatman.errors import Invalid
+    from chatman.ledger.status import record_isolated
     from chatman.messaging.twilio_events import parse_status
 
-    _, db, connection = _context()
+    settings, db, connection = _context()
+    until = _budget(settings.drain_timeout_s / 3)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     applied = 0
     while True:
@@ -217,12 +254,28 @@ def apply_status_events(batch: int = 1000) -> int:
             entries = inbox.read(connection, inbox.STATUS, consumer, batch)
             if not entries:
                 return applied
-        events = [e for e in (parse_status(fields) for _, fields in entries) if e is not None]
-        with db.sessionmaker() as session:
-            record_many(session, events)
-            session.commit()
-        inbox.ack(connection, inbox.STATUS, [entry_id for entry_id, _ in entries])
-        applied += len(entries)
+        parsed, refused = [], []
+        for entry in entries:
+            try:
+                event = parse_status(entry.fields(), entry.message_id)
+            except (ValueError, Invalid) as error:
+                refused.append((entry, f"unreadable: {error}"))
+                continue
+            accepted = datetime.fromtimestamp(entry.accepted_ms / 1000, UTC)
+            parsed.append((entry, replace(event, received_at=accepted)))
+        for index, why in record_isolated(db.sessionmaker, [event for _, event in parsed]):
+            refused.append((parsed[index][0], why))
+        if refused:
+            log.error("status callbacks set aside: %s", "; ".join(f"{e.id}: {why}" for e, why in refused))
+            inbox.set_aside(connection, inbox.STATUS, refused)
+        gone = {entry.id for entry, _ in refused}
+        inbox.ack(connection, inbox.STATUS, [entry.id for entry in entries if entry.id not in gone])
+        applied += len(entries) - len(refused)
+        if time.monotonic() > until:
+            me = get_current_job()
+            timeout = me.timeout if me is not None else settings.drain_timeout_s
+            hand_on(connection, apply_status_events, STATUS_DRAIN, job_timeout=timeout)
+            return applied
 
 
 def apply_waiting_events() -> int:
@@ -237,25 +290,22 @@ def apply_waiting_events() -> int:
 
 
 def simulate_callbacks() -> int:
-    """Post the simulator's due status callbacks, then come back when the next is due."""
-    import time
-
+    """Post the simulator's due status callbacks for a few seconds, then hand on to the next
+    round, due when the next callback is."""
     from chatman.messaging.simulator import post_due_callbacks
 
     settings, _, connection = _context()
+    until = time.monotonic() + SIMULATOR_BUDGET_S
     posted, next_due = post_due_callbacks(connection, settings.webhook_auth_token)
+    while next_due is not None and next_due <= time.time() and time.monotonic() < until:
+        more, next_due = post_due_callbacks(connection, settings.webhook_auth_token)
+        posted += more
     if next_due is not None:
-        # At most two seconds away, so callbacks planned meanwhile by new sends are not held back.
-        # RQ schedules in whole seconds, truncating: rounded up, the continuation never runs
-        # before its callbacks are due, and its id (one per second) differs from this job's,
-        # which is not free until this job ends.
-        at = math.ceil(min(max(next_due, time.time() + 0.2), time.time() + 1))
-        enqueue_once(
-            connection,
-            simulate_callbacks,
-            f"simulator-callbacks-{at}",
-            at=datetime.fromtimestamp(at, UTC),
-        )
+        # At most a second away, so callbacks planned meanwhile by new sends are not held back.
+        # RQ's scheduler works in whole seconds, truncating: rounded up, the next round never
+        # runs before its callbacks are due.
+        at = math.ceil(min(max(next_due, time.time()), time.time() + 1))
+        hand_on(connection, simulate_callbacks, SIMULATOR, at=datetime.fromtimestamp(at, UTC))
     return posted
 
 
@@ -289,7 +339,7 @@ def _recover(claimed_before: datetime, message_ids: list[int] | None) -> dict:
     with db.sessionmaker() as session:
         report = recover_stale_claims(session, provider, claimed_before, ids=message_ids)
     for run_id in report.runs:
-        enqueue_dispatch(connection, run_id, again=True)
+        enqueue_dispatch(connection, run_id)
     enqueue_sends(connection, report.conversation)
     if report.found or report.resent or report.released or report.abandoned:
         log.warning("recovered stale claims: %s", report)

@@ -70,6 +70,10 @@ def freeze_page(session: Session, run: CampaignRun, step: CampaignStep, page: in
     counters.apply(
         session, [(run.campaign_id, run.id, step.id, {"targeted": added, "skipped": dnd, "skipped:dnd": dnd})]
     )
-    session.execute(update(CampaignRun).where(CampaignRun.id == run.id).values(frozen_through=ids[-1]))
+    session.execute(
+        update(CampaignRun)
+        .where(CampaignRun.id == run.id)
+        .values(frozen_through=ids[-1], progress_at=utcnow())
+    )
     run.frozen_through = ids[-1]
     return added

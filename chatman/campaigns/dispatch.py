@@ -9,6 +9,7 @@ settle without sending anything twice (`recover_stale_claims`).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from chatman.campaigns.audience import freeze_page
@@ -45,22 +46,25 @@ class SendOptions:
     skip_us_marketing: bool = True
 
 
-def freeze_run(session: Session, run_id: int, now: datetime | None = None) -> int:
-    """Freeze the whole audience page by page, committing each page; returns rows added."""
+def freeze_run(
+    session: Session, run_id: int, now: datetime | None = None, until: float | None = None
+) -> bool:
+    """Freeze the audience page by page, committing each page, until it is all in or the
+    monotonic clock passes `until` (the caller hands on to a job that resumes). True once frozen."""
     run = session.get(CampaignRun, run_id)
     step = campaign_step(session, run.campaign_id)
-    total = 0
-    while run.status == "freezing" and (added := freeze_page(session, run, step)):
+    while run.status == "freezing" and freeze_page(session, run, step):
         session.commit()
         session.refresh(run)  # a cancel stops the freeze
-        total += added
+        if until is not None and time.monotonic() > until and run.status == "freezing":
+            return False
     if run.status == "cancelled":
         sending.skip_pending(session, [run.id], "cancelled")
     elif run.status == "freezing":
         run.status = "sending"
     run.progress_at = now or utcnow()
     session.commit()
-    return total
+    return True
 
 
 def pending_batches(session: Session, run_id: int, size: int = BATCH_SIZE) -> Iterator[list[int]]:
@@ -287,22 +291,24 @@ def finish_run(session: Session, run_id: int, now: datetime | None = None) -> bo
     return bool(moved)
 
 
-def stalled_runs(session: Session, quiet_since: datetime) -> list[int]:
-    """Sending runs of running campaigns with pending rows and no progress since
-    `quiet_since`: their batch jobs were lost (Redis restarted, a worker died)."""
+def quiet_runs(session: Session, quiet_since: datetime) -> list[int]:
+    """Runs of running campaigns that have not moved since `quiet_since` and still need a job:
+    freezing, or sending with rows to send, or with every row decided but not yet finished.
+    (Rows claimed by a dead batch are the recovery's.) The caller asks whether their jobs live."""
+    undecided = exists().where(
+        Message.run_id == CampaignRun.id, Message.status.in_((states.PENDING, states.CLAIMED))
+    )
+    pending = exists().where(Message.run_id == CampaignRun.id, Message.status == states.PENDING)
     return list(
         session.scalars(
             select(CampaignRun.id)
             .join(Campaign, Campaign.id == CampaignRun.campaign_id)
             .where(
-                CampaignRun.status == "sending",
                 Campaign.status == "running",
-                (CampaignRun.progress_at < quiet_since) | CampaignRun.progress_at.is_(None),
-                exists().where(Message.run_id == CampaignRun.id, Message.status == states.PENDING),
+                CampaignRun.status.in_(("freezing", "sending")),
+                func.coalesce(CampaignRun.progress_at, CampaignRun.created_at) < quiet_since,
+                or_(CampaignRun.status == "freezing", pending, ~undecided),
             )
+            .order_by(CampaignRun.id)
         )
     )
-
-
-def mark_progress(session: Session, run_id: int, now: datetime) -> None:
-    session.execute(update(CampaignRun).where(CampaignRun.id == run_id).values(progress_at=now))

@@ -249,16 +249,6 @@ def due_campaigns(session: Session, now: datetime | None = None) -> list[int]:
     )
 
 
-def unfrozen_runs(session: Session, started_before: datetime) -> list[int]:
-    return list(
-        session.scalars(
-            select(CampaignRun.id).where(
-                CampaignRun.status == "freezing", CampaignRun.created_at < started_before
-            )
-        )
-    )
-
-
 def active_runs(session: Session, campaign_id: int) -> list[int]:
     return list(
         session.scalars(

@@ -76,7 +76,9 @@ class MessageEvent(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     applied: Mapped[bool] = mapped_column(default=False)
+    # When the webhook accepted it, and when it was folded onto its message (its sid known).
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CampaignStat(Base):

@@ -16,7 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
 
 from chatman.dialects import insert_ignore
 from chatman.ledger import counters, states
@@ -43,6 +45,8 @@ class StatusUpdate:
     # Our row, when the callback URL named it: ties the sid to the row even if the send's own
     # answer was lost.
     message_id: int | None = None
+    # When we accepted it (the webhook's answer); None: now.
+    received_at: datetime | None = None
 
 
 @dataclass
@@ -64,7 +68,7 @@ def record_many(session: Session, events: Sequence[StatusUpdate], now: datetime 
             "error_message": e.error_message,
             "payload": e.payload or {},
             "applied": False,
-            "received_at": now,
+            "received_at": e.received_at or now,
         }
         for e in events
     }
@@ -78,6 +82,42 @@ def record_many(session: Session, events: Sequence[StatusUpdate], now: datetime 
     outcome.moved, known = _apply(session, sids, now)
     outcome.waiting = sids - known
     return outcome
+
+
+# The database is away or busy (a lost connection, a deadlock, a lock timeout): the same
+# events are worth another try later. Any other error is about the events themselves.
+TRY_AGAIN_LATER = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+
+
+def record_isolated(
+    sessions: sessionmaker, events: Sequence[StatusUpdate], now: datetime | None = None
+) -> list[tuple[int, str]]:
+    """Keep and apply `events`, committing; when the database refuses a batch, its halves are
+    tried apart, down to the events it refuses. Returns (index in `events`, why) of those: the
+    rest are committed. Raises the errors worth trying again later (TRY_AGAIN_LATER)."""
+    refused: list[tuple[int, str]] = []
+
+    def attempt(indexes: list[int]) -> None:
+        with sessions() as session:
+            try:
+                record_many(session, [events[i] for i in indexes], now)
+                session.commit()
+                return
+            except TRY_AGAIN_LATER:
+                raise
+            except Exception as exc:  # this batch holds something the database will not take
+                session.rollback()
+                error = exc
+        if len(indexes) == 1:
+            refused.append((indexes[0], f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"))
+            return
+        middle = len(indexes) // 2
+        attempt(indexes[:middle])
+        attempt(indexes[middle:])
+
+    if events:
+        attempt(list(range(len(events))))
+    return refused
 
 
 def record(session: Session, event: StatusUpdate, now: datetime | None = None) -> str:
@@ -170,7 +210,7 @@ def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[st
         session.execute(
             update(MessageEvent)
             .where(MessageEvent.id.in_(applied[start : start + 1000]))
-            .values(applied=True)
+            .values(applied=True, applied_at=now)
         )
     return len(changes), known
 

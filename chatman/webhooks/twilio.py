@@ -83,7 +83,7 @@ def status():
         log.warning("status callback refused: %s", error.message)
         abort(400, error.message)
     if inbox.append(redis_client(), inbox.STATUS, form, message_id=message_id):
-        enqueue_status_drain(redis_client())
+        enqueue_status_drain(redis_client(), settings())
     return "", 204
 
 

@@ -52,7 +52,7 @@ def test_campaign_lifecycle_through_the_api(client, auth, redis):
     assert client.patch(url, headers=auth, json={"name": "Welcome!"}).json["name"] == "Welcome!"
     launched = client.post(f"{url}/launch", headers=auth)
     assert launched.status_code == 202 and launched.json["status"] == "running"
-    assert Queue("default", connection=redis).count == 1  # the dispatch job
+    assert Queue("system", connection=redis).count == 1  # the dispatch job
     assert client.patch(url, headers=auth, json={"name": "late"}).status_code == 409
     assert client.post(f"{url}/launch", headers=auth).status_code == 409
     assert client.post(f"{url}/pause", headers=auth).json["status"] == "paused"

@@ -143,7 +143,7 @@ def test_scheduled_campaign_is_launched_once_by_the_clock_in_its_timezone(app, s
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(CampaignRun)) == 1
     assert lifecycle.get_campaign(session, campaign.id).status == "running"
-    assert Queue("default", connection=redis).count == 1
+    assert Queue("system", connection=redis).count == 1  # its dispatch
 
 
 def test_reports_verify_finds_a_counter_that_drifted(app, session, redis, run_worker):
