@@ -21,7 +21,7 @@ from chatman.db import Database
 from chatman.errors import Conflict, Invalid
 from chatman.flows import engine as flows
 from chatman.jobs import enqueue_dispatch
-from chatman.ledger import sending
+from chatman.ledger import counters, sending
 from chatman.ledger.status import sids_with_pending_events
 from chatman.messaging import outbox, simulator
 from chatman.queues import enqueue_once
@@ -153,6 +153,18 @@ def expire_flows(db: Database, connection: Redis) -> TickTask:
     return task
 
 
+def squash_counters(db: Database, connection: Redis) -> TickTask:
+    """Tick task: fold the counters' delta rows, so that reading a counter stays a short sum."""
+
+    def task(now: datetime) -> int:
+        with db.sessionmaker() as session:
+            pending = counters.unsquashed(session)
+        return enqueue_once(connection, jobs.squash_counters, "squash-counters") if pending else 0
+
+    task.__name__ = "squash_counters"
+    return task
+
+
 def simulated_network(connection: Redis) -> TickTask:
     """Tick task: post the simulator's overdue callbacks. Each round of posting schedules the
     next; a worker killed mid-round ends that chain, and statuses would wait for the next send."""
@@ -173,5 +185,6 @@ def default_tasks(db: Database, connection: Redis, settings: Settings) -> list[T
         recover_stale_sends(db, connection, settings.stale_claim_s),
         drain_inboxes(db, connection, settings),
         expire_flows(db, connection),
+        squash_counters(db, connection),
         simulated_network(connection),
     ]

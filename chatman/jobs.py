@@ -38,6 +38,7 @@ SETTLE_DELAY = timedelta(seconds=60)
 # How long a dispatch freezes an audience before handing on, and a simulator round posts.
 DISPATCH_BUDGET_S = 60
 SIMULATOR_BUDGET_S = 5
+SQUASH_BUDGET_S = 20
 STATUS_DRAIN = "status-drain"
 SIMULATOR = "simulator-callbacks"
 log = logging.getLogger(__name__)
@@ -287,6 +288,21 @@ def apply_waiting_events() -> int:
         moved = apply_pending_events(session, sids_with_pending_events(session))
         session.commit()
     return moved
+
+
+def squash_counters() -> int:
+    """Fold counter deltas into one row per counter, a run at a time, for a while."""
+    from chatman.ledger.counters import squash
+
+    _, db, _ = _context()
+    until = time.monotonic() + SQUASH_BUDGET_S
+    folded = 0
+    with db.sessionmaker() as session:
+        while time.monotonic() < until and (rows := squash(session)):
+            session.commit()
+            folded += rows
+        session.commit()
+    return folded
 
 
 def simulate_callbacks() -> int:

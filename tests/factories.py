@@ -31,8 +31,9 @@ def define(session: Session, **types: str) -> None:
     session.commit()
 
 
-def make_submitted_run(session: Session, recipients: int):
-    """A one-time campaign run whose messages were all handed to the provider (sids SM0..)."""
+def make_submitted_run(session: Session, recipients: int, submitted: bool = True):
+    """A one-time campaign run whose messages were all handed to the provider (sids SM0..),
+    or with `submitted=False` all still pending."""
     from chatman.campaigns.models import Campaign, CampaignRun, CampaignStep
     from chatman.ledger import counters
     from chatman.ledger.models import Message
@@ -57,15 +58,15 @@ def make_submitted_run(session: Session, recipients: int):
                 run_id=run.id,
                 step_id=step.id,
                 contact_id=contact.id,
-                status="submitted",
-                provider_sid=f"SM{i:032d}",
-                submitted_at=now,
+                status="submitted" if submitted else "pending",
+                provider_sid=f"SM{i:032d}" if submitted else None,
+                submitted_at=now if submitted else None,
+                attempts=0,
             )
         )
     session.add_all(messages)
-    counters.apply(
-        session, [(campaign.id, run.id, step.id, {"targeted": recipients, "submitted": recipients})]
-    )
+    metrics = {"targeted": recipients} | ({"submitted": recipients} if submitted else {})
+    counters.apply(session, [(campaign.id, run.id, step.id, metrics)])
     session.commit()
     return campaign, run, step, messages
 

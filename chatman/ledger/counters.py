@@ -1,8 +1,11 @@
 """Counters per (run, step, metric), kept in step with message rows, and their recount.
 
-Every metric is a function of one message row (`metrics_of`). A state change adds the
+Every metric is a function of one message row (`metrics_of`). A state change inserts the
 difference between the row's metrics before and after, in the same transaction as the
-change, so the counters always equal a recount from the rows (`recount`).
+change, so the counters always equal a recount from the rows (`recount`). A counter is the
+sum of its delta rows (`stored`); `squash` folds each run's rows into one per counter. Rows
+are only ever inserted and squashed, never updated: writers of the same counter do not wait
+on each other, and a reader sees the deltas of every committed change and no other.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.orm import Session
 
-from chatman.dialects import add_counters
+from chatman.dialects import try_advisory_lock
 from chatman.ledger import states
 from chatman.ledger.models import CampaignStat, Message
 
@@ -56,24 +59,58 @@ def apply(session: Session, changes: Iterable[tuple[int, int, int, dict[str, int
         for metric, n in metrics.items():
             total[(campaign_id, run_id, step_id, metric)] += n
     rows = [
-        {"campaign_id": c, "run_id": r, "step_id": s, "metric": m, "value": n}
+        {"campaign_id": c, "run_id": r, "step_id": s, "metric": m, "value": n, "squashed": False}
         for (c, r, s, m), n in sorted(total.items())
         if n
     ]
-    add_counters(session, CampaignStat, rows, ["run_id", "step_id", "metric"])
+    if rows:
+        session.execute(insert(CampaignStat), rows)
+
+
+KEY_COLUMNS = (CampaignStat.campaign_id, CampaignStat.run_id, CampaignStat.step_id, CampaignStat.metric)
 
 
 def stored(session: Session, campaign_id: int | None = None) -> dict[Key, int]:
-    query = select(
-        CampaignStat.campaign_id,
-        CampaignStat.run_id,
-        CampaignStat.step_id,
-        CampaignStat.metric,
-        CampaignStat.value,
-    )
+    """Every counter (the sum of its rows), of one campaign or all."""
+    query = select(*KEY_COLUMNS, func.sum(CampaignStat.value)).group_by(*KEY_COLUMNS)
     if campaign_id is not None:
         query = query.where(CampaignStat.campaign_id == campaign_id)
-    return {(c, r, s, m): v for c, r, s, m, v in session.execute(query) if v}
+    return {(c, r, s, m): int(v) for c, r, s, m, v in session.execute(query) if v}
+
+
+def squash(session: Session, runs: int = 200) -> int:
+    """Fold the rows of up to `runs` runs into one row per counter; returns rows folded. One
+    squasher at a time (a second one returns 0); the caller commits. Rows that writers insert
+    meanwhile are not seen and wait for the next squash, so every sum stays what it was."""
+    if not try_advisory_lock(session, "campaign_stats.squash"):
+        return 0
+    run_ids = list(
+        session.scalars(
+            select(CampaignStat.run_id).where(CampaignStat.squashed.is_(False)).distinct().limit(runs)
+        )
+    )
+    if not run_ids:
+        return 0
+    folded = session.execute(
+        delete(CampaignStat)
+        .where(CampaignStat.run_id.in_(run_ids))
+        .returning(*KEY_COLUMNS, CampaignStat.value)
+    ).all()
+    sums: Counter[Key] = Counter()
+    for c, r, s, m, v in folded:
+        sums[(c, r, s, m)] += v
+    rows = [
+        {"campaign_id": c, "run_id": r, "step_id": s, "metric": m, "value": n, "squashed": True}
+        for (c, r, s, m), n in sorted(sums.items())
+        if n
+    ]
+    if rows:
+        session.execute(insert(CampaignStat), rows)
+    return len(folded)
+
+
+def unsquashed(session: Session) -> bool:
+    return bool(session.scalar(select(exists().where(CampaignStat.squashed.is_(False)))))
 
 
 def recount(session: Session, campaign_id: int | None = None) -> dict[Key, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chatman.db import Base, Id, Json, UTCDateTime
@@ -82,14 +82,26 @@ class MessageEvent(Base):
 
 
 class CampaignStat(Base):
-    """A counter per (run, step, metric), changed in the transaction of the row it counts.
+    """A change of a counter per (run, step, metric), inserted in the transaction of the row
+    it counts; a counter is the sum of its rows. No writer ever updates a counter row, so two
+    writers never wait on each other (or deadlock) over one: RapidPro's squashable counts. The
+    clock squashes each run's rows into one per counter now and then (`counters.squash`).
 
     Campaign totals are sums over runs. Metrics: targeted, skipped:<reason>, submitted, sent,
-    delivered, read, failed, failed:<code>, replied.
+    delivered, read, failed, failed:<code>, unconfirmed, replied.
     """
 
     __tablename__ = "campaign_stats"
-    __table_args__ = (UniqueConstraint("run_id", "step_id", "metric", name="uq_campaign_stats_key"),)
+    __table_args__ = (
+        Index("ix_campaign_stats_campaign_run", "campaign_id", "run_id"),
+        # What the squash looks for: runs with rows not squashed yet.
+        Index(
+            "ix_campaign_stats_unsquashed",
+            "run_id",
+            postgresql_where=text("NOT squashed"),
+            sqlite_where=text("NOT squashed"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
@@ -97,3 +109,4 @@ class CampaignStat(Base):
     step_id: Mapped[int] = mapped_column(Id, ForeignKey("campaign_steps.id", ondelete="CASCADE"))
     metric: Mapped[str] = mapped_column(String(48))
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+    squashed: Mapped[bool] = mapped_column(default=False)

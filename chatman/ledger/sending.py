@@ -232,6 +232,8 @@ def _owned(session: Session, token: str, rows: Sequence[ClaimedRow]) -> list[Cla
                 Message.claim_token == token,
                 Message.status == states.CLAIMED,
             )
+            # In id order, as every writer locks message rows: none waits on another in a cycle.
+            .order_by(Message.id)
             .with_for_update()
         )
     )
