@@ -15,6 +15,7 @@ from chatman.contacts import attributes, crud
 from chatman.contacts.csv_import import import_contacts
 from chatman.errors import Invalid
 from chatman.extensions import request_session, settings
+from chatman.messaging.erasure import erase_contact
 
 blp = Blueprint("contacts", __name__, url_prefix="/", description="Contacts and their attributes")
 blp.before_request(require_token)
@@ -136,8 +137,11 @@ class ContactById(MethodView):
 
     @blp.response(204)
     def delete(self, contact_id: int):
+        """Erase the contact: their details, what they wrote, flow answers and memberships go;
+        the messages we sent them stay in the ledger without a contact, so campaign figures
+        do not change."""
         session = request_session()
-        crud.delete_contact(session, contact_id)
+        erase_contact(session, contact_id)
         session.commit()
 
 

@@ -123,7 +123,7 @@ def send_batch(
             Campaign.utm_campaign,
             CampaignRun.context,
         )
-        .join(Contact, Contact.id == Message.contact_id)
+        .outerjoin(Contact, Contact.id == Message.contact_id)
         .join(CampaignStep, CampaignStep.id == Message.step_id)
         .join(Campaign, Campaign.id == Message.campaign_id)
         .join(CampaignRun, CampaignRun.id == Message.run_id)
@@ -148,6 +148,9 @@ def send_batch(
         claimed = sending.ClaimedRow(
             row.id, row.campaign_id, row.run_id, row.step_id, row.contact_id, row.attempts
         )
+        if row.Contact is None:  # deleted since the audience was frozen
+            skipped["contact_deleted"].append(claimed)
+            continue
         if row.campaign_status == "paused":
             paused.append(row.id)
             continue

@@ -33,7 +33,9 @@ class Message(Base):
     campaign_id: Mapped[int | None] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
     run_id: Mapped[int | None] = mapped_column(Id, ForeignKey("campaign_runs.id", ondelete="CASCADE"))
     step_id: Mapped[int | None] = mapped_column(Id, ForeignKey("campaign_steps.id", ondelete="CASCADE"))
-    contact_id: Mapped[int] = mapped_column(Id, ForeignKey("contacts.id", ondelete="CASCADE"))
+    # None once the contact was deleted: the row stays, anonymous, so that campaign figures
+    # never change after the fact (see messaging.erasure).
+    contact_id: Mapped[int | None] = mapped_column(Id, ForeignKey("contacts.id", ondelete="SET NULL"))
     # campaign, or for conversation messages: reply (a trigger's), flow, confirmation (opt-out/in)
     purpose: Mapped[str] = mapped_column(String(16), default="campaign")
     # What a conversation message says: {"body"} or {"content_sid", "content_variables"}.

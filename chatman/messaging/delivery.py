@@ -109,7 +109,7 @@ def recover_stale_claims(
                 pool.map(
                     _ask,
                     [provider] * len(handed),
-                    [phones[h.row.contact_id] for h in handed],
+                    [phones.get(h.row.contact_id) for h in handed],
                     [h.handed_at for h in handed],
                 )
             )
@@ -141,7 +141,9 @@ def _abandon(session: Session, claim: sending.StaleClaim) -> int:
     return sending.record_results(session, claim.token, failed=[failure], now=utcnow()).failed
 
 
-def _ask(provider: Provider, phone: str, since: datetime) -> list[str] | None:
+def _ask(provider: Provider, phone: str | None, since: datetime) -> list[str] | None:
+    if phone is None:  # the contact was deleted: nobody to look up
+        return None
     try:
         return provider.lookup(phone, since)
     except Exception:  # the provider cannot be asked now: the next recovery asks again

@@ -73,13 +73,15 @@ def send_queued(
     session.commit()
     row = session.execute(
         select(Message.id, Message.contact_id, Message.attempts, Message.purpose, Message.content, Contact)
-        .join(Contact, Contact.id == Message.contact_id)
+        .outerjoin(Contact, Contact.id == Message.contact_id)
         .where(Message.id == message_id)
     ).one()
     claimed = sending.ClaimedRow(row.id, None, None, None, row.contact_id, row.attempts)
     contact, content = row.Contact, row.content or {}
     reason = None
-    if contact.dnd and row.purpose != CONFIRMATION:
+    if contact is None:
+        reason = "contact_deleted"
+    elif contact.dnd and row.purpose != CONFIRMATION:
         reason = "dnd"
     elif not content.get("template") and (
         contact.last_inbound_at is None or now - contact.last_inbound_at > WINDOW
