@@ -99,17 +99,19 @@ def launch_due_campaigns(db: Database, connection: Redis) -> TickTask:
 
 
 def recover_stale_sends(db: Database, connection: Redis, stale_after_s: float) -> TickTask:
-    """Tick task: settle claims whose batch died; re-dispatch runs whose jobs are really gone
+    """Tick task: settle claims whose holder died (its lease ran out; a claim without a lease,
+    made by an older version, after `stale_after_s`); re-dispatch runs whose jobs are really gone
     (a run that waits behind other work still has its jobs queued, and is left alone); send
     conversation messages whose job was lost."""
-    stale = timedelta(seconds=stale_after_s)
+    legacy = timedelta(seconds=stale_after_s)
 
     def task(now: datetime) -> int:
         enqueued = 0
         with db.sessionmaker() as session:
-            if sending.stale_claims(session, now - stale, limit=1):
-                cutoff = (now - stale).isoformat()
-                enqueued += enqueue_once(connection, jobs.recover_stale_sends, "recover-stale-sends", cutoff)
+            if sending.stale_claims(session, now, now - legacy, limit=1):
+                enqueued += enqueue_once(
+                    connection, jobs.recover_stale_sends, "recover-stale-sends", now.isoformat()
+                )
             for run_id in dispatch.quiet_runs(session, now - QUIET_RUN):
                 if not queues.has_live_job(connection, jobs.run_group(run_id)):
                     enqueued += enqueue_dispatch(connection, run_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint
 from redis.exceptions import RedisError
 from sqlalchemy import text
@@ -10,7 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from chatman import inbox
 from chatman.clock import last_tick
 from chatman.extensions import database, redis_client
-from chatman.jobs import worker_count
+from chatman.jobs import BATCH_TIMEOUT_S, worker_count
+from chatman.ledger.sending import overdue_claims
 from chatman.timeutils import utcnow
 
 bp = Blueprint("health", __name__)
@@ -21,9 +24,12 @@ def healthz():
     checks: dict[str, str] = {}
     info: dict[str, object] = {}
     try:
-        with database().engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
+        with database().sessionmaker() as session:
+            session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+            # Rows claimed (or handed to the provider) for longer than a batch can take and
+            # still undecided: a dead worker's, which recovery should settle within a minute.
+            info["claims_overdue"] = overdue_claims(session, utcnow() - timedelta(seconds=BATCH_TIMEOUT_S))
     except SQLAlchemyError as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
     try:

@@ -33,8 +33,6 @@ RETRY_DELAY = timedelta(seconds=5)
 # How long the status drain waits to gather a trickle of callbacks into one transaction:
 # the ledger lags by this much, and a callback costs a third of the CPU.
 GATHER_MS = 150
-# A send that got no answer is looked up at the provider this much later, once it is settled there.
-SETTLE_DELAY = timedelta(seconds=60)
 # How long a dispatch freezes an audience before handing on, and a simulator round posts.
 DISPATCH_BUDGET_S = 60
 SIMULATOR_BUDGET_S = 5
@@ -176,8 +174,6 @@ def send_message(message_id: int) -> str:
             queue_name=REPLIES,
             job_timeout=60,
         )
-    if outcome.ambiguous:
-        queues.queue(connection).enqueue_in(SETTLE_DELAY, settle_rows, outcome.ambiguous, result_ttl=0)
     if outcome.submitted and provider.name == "simulator":
         enqueue_once(connection, simulate_callbacks, SIMULATOR)
     return "submitted" if outcome.submitted else "failed" if outcome.failed else "pending"
@@ -211,8 +207,6 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
                     result.retry,
                     job_timeout=BATCH_TIMEOUT_S,
                 )
-            if result.ambiguous:
-                queues.queue(connection).enqueue_in(SETTLE_DELAY, settle_rows, result.ambiguous, result_ttl=0)
             if not (result.retry or result.ambiguous):
                 for run in result.runs:
                     finish_run(session, run)
@@ -325,11 +319,6 @@ def simulate_callbacks() -> int:
     return posted
 
 
-def settle_rows(message_ids: list[int]) -> dict:
-    """Ask the provider about rows whose send got no answer, then send those it lacks."""
-    return _recover(datetime.now(UTC), message_ids)
-
-
 def expire_flows(now: str) -> int:
     """End flows whose contact stopped answering by `now` (the clock's tick time)."""
     from chatman.flows.engine import expire
@@ -342,27 +331,39 @@ def expire_flows(now: str) -> int:
     return len(queued)
 
 
-def recover_stale_sends(claimed_before: str) -> dict:
-    """Settle rows whose sender died (see delivery.recover_stale_claims) and send the rest."""
-    return _recover(datetime.fromisoformat(claimed_before), None)
-
-
-def _recover(claimed_before: datetime, message_ids: list[int] | None) -> dict:
+def recover_stale_sends(now: str) -> dict:
+    """Settle rows whose holder died (see delivery.recover_stale_claims) as of `now` (the
+    clock's tick time), and send again those that never reached the provider."""
+    from chatman.campaigns.dispatch import finish_run, sent_texts
     from chatman.messaging.delivery import recover_stale_claims
 
     settings, db, connection = _context()
-    provider = _provider()
+    at = datetime.fromisoformat(now)
     with db.sessionmaker() as session:
-        report = recover_stale_claims(session, provider, claimed_before, ids=message_ids)
-    for run_id in report.runs:
-        enqueue_dispatch(connection, run_id)
+        report = recover_stale_claims(
+            session,
+            _provider(),
+            at,
+            legacy_before=at - timedelta(seconds=settings.stale_claim_s),
+            describe=sent_texts,
+        )
+        for run_id, ids in report.pending.items():
+            # At the front: these rows have waited longest.
+            batches = [(send_batch, (run_id, ids[i : i + 250])) for i in range(0, len(ids), 250)]
+            queues.enqueue_tracked(
+                connection, run_group(run_id), batches, job_timeout=BATCH_TIMEOUT_S, at_front=True
+            )
+        for run_id in report.runs - set(report.pending):
+            finish_run(session, run_id)  # its last rows may have been settled just now
     enqueue_sends(connection, report.conversation)
-    if report.found or report.resent or report.released or report.abandoned:
-        log.warning("recovered stale claims: %s", report)
-    return {
+    counts = {
         "released": report.released,
         "found": report.found,
         "resent": report.resent,
-        "abandoned": report.abandoned,
         "unresolved": report.unresolved,
+        "unconfirmed": report.unconfirmed,
+        "abandoned": report.abandoned,
     }
+    if any(counts.values()):
+        log.warning("recovered stale claims: %s", counts)
+    return counts

@@ -4,7 +4,7 @@ from chatman.auth.models import ApiToken, User
 from chatman.campaigns.models import Campaign, CampaignRun, CampaignSegment, CampaignStep
 from chatman.contacts.models import AttributeDefinition, Contact, Segment, SegmentLink, SegmentMember
 from chatman.flows.models import Flow, FlowSession
-from chatman.ledger.models import CampaignStat, Message, MessageEvent
+from chatman.ledger.models import CampaignStat, ClaimLease, Message, MessageEvent
 from chatman.messaging.models import InboundMessage, Template
 from chatman.revisions import Revision
 from chatman.triggers.models import Event, Trigger, TriggerFiring
@@ -17,6 +17,7 @@ __all__ = [
     "CampaignSegment",
     "CampaignStat",
     "CampaignStep",
+    "ClaimLease",
     "Contact",
     "Event",
     "Flow",

@@ -122,6 +122,28 @@ def worker_env(app: Flask, **overrides: str) -> dict[str, str]:
     return env | overrides
 
 
+@pytest.fixture
+def in_process_jobs(app: Flask, monkeypatch):
+    """Run job functions in the test's own process, with the environment a worker would have
+    (the test database and Redis); `in_process_jobs(**env)` changes settings."""
+    from chatman import jobs
+
+    def forget() -> None:
+        if jobs._context.cache_info().currsize:
+            jobs._context()[1].dispose()
+        jobs._context.cache_clear()
+        jobs._provider.cache_clear()
+
+    def configure(**overrides: str) -> None:
+        for name, value in worker_env(app, **overrides).items():
+            monkeypatch.setenv(name, value)
+        forget()
+
+    configure()
+    yield configure
+    forget()
+
+
 def worker_command() -> list[str]:
     return [sys.executable, "-m", "flask", "--app", "app", "worker"]
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.message import MessageInstance
@@ -236,3 +236,16 @@ def test_a_misspelt_setting_is_refused_rather_than_ignored(stub):
     with pytest.raises(ValueError, match="unknown settings"):
         stub.config(latency=100)
     assert stub.config()["latency_ms"] == 0
+
+
+def test_a_mangled_answer_is_recorded_but_unreadable_and_lookups_can_be_refused(stub, twilio):
+    stub.config(mangle=1)
+    with pytest.raises(ValueError):  # what twilio-python makes of a body cut off mid-way
+        send(twilio)
+    assert send(twilio).sid.startswith("SM")  # the next answer is whole again
+    assert stub.messages()["count"] == 2  # both were accepted
+    assert len(twilio.messages.list(to=ASHA)) == 2
+    stub.config(list_error={"status": 500, "code": 20500})
+    with pytest.raises(TwilioException, match="Unable to fetch page"):
+        twilio.messages.list(to=ASHA)
+    assert send(twilio).sid.startswith("SM")  # sending still works

@@ -8,7 +8,8 @@ Point twilio-python at it with `client.api.base_url = stub.base_url`. It answers
 * `GET  /2010-04-01/Accounts/{AccountSid}/Messages.json`: the list endpoint, filtered by `To`,
   `From` and `DateSent` / `DateSent<` / `DateSent>` (inclusive), newest first, paged;
 * control endpoints under `/_stub/` (no auth): `GET messages[?full=1]`, `POST reset`,
-  `POST config` (latency, held answers, queued or random errors), `POST release`.
+  `POST config` (latency, held answers, queued or random errors, answers broken on the way
+  back, failing lookups), `POST release`.
 
 The stub never delivers: a message's `date_sent` is null, and the DateSent filters use
 `date_created`. Run it with `python -m tests.twilio_stub --host 127.0.0.1 --port 0`, or from Python
@@ -66,7 +67,9 @@ ERROR_MESSAGES = {
     21610: "Attempt to send to unsubscribed recipient",
     63018: "Rate limit exceeded for the WhatsApp sender",
 }
-CONFIG_KEYS = frozenset({"latency_ms", "hold_after", "errors", "error_rate", "error", "seed"})
+CONFIG_KEYS = frozenset(
+    {"latency_ms", "hold_after", "errors", "error_rate", "error", "seed", "mangle", "list_error"}
+)
 
 
 def error_body(status: int, code: int, message: str | None = None) -> dict[str, Any]:
@@ -219,6 +222,10 @@ class StubState:
         self.errors: collections.deque[dict[str, Any]] = collections.deque()
         self.error_rate = 0.0
         self.error: dict[str, Any] | None = None
+        # Accepted messages whose answer is broken on the way back (a body that is not JSON).
+        self.mangle = 0
+        # The answer to every list request (lookups), e.g. a 500: the provider cannot be asked.
+        self.list_error: dict[str, Any] | None = None
         self.rng = random.Random()
         # Nothing may stay stuck on a hold that no longer exists.
         self.release()
@@ -249,9 +256,16 @@ class StubState:
             error = None if settings["error"] is None else _parse_error_spec(settings["error"])
         if error_rate and error is None:
             raise ValueError("error_rate needs an error spec in 'error'")
+        mangle = settings.get("mangle", self.mangle)
+        if not isinstance(mangle, int) or mangle < 0:
+            raise ValueError("mangle must be an integer >= 0")
+        list_error = self.list_error
+        if "list_error" in settings:
+            list_error = None if settings["list_error"] is None else _parse_error_spec(settings["list_error"])
 
         self.latency_s, self.hold_after = latency_s, hold_after
         self.error_rate, self.error = error_rate, error
+        self.mangle, self.list_error = mangle, list_error
         if errors is not None:
             self.errors = collections.deque(queued)
         if "seed" in settings:
@@ -265,6 +279,8 @@ class StubState:
             "errors": list(self.errors),
             "error_rate": self.error_rate,
             "error": self.error,
+            "mangle": self.mangle,
+            "list_error": self.list_error,
         }
 
     def release(self) -> int:
@@ -306,8 +322,9 @@ class StubState:
             self._rfc2822_cache = (second, format_datetime(now.replace(microsecond=0)))
         return now, self._rfc2822_cache[1]
 
-    def create(self, account_sid: str, form: Form) -> tuple[int, dict[str, Any], bool]:
-        """Decide a POST's answer: (status, JSON, hold the answer?). Accepted messages are recorded."""
+    def create(self, account_sid: str, form: Form) -> tuple[int, dict[str, Any] | str, bool]:
+        """Decide a POST's answer: (status, JSON or a broken body, hold the answer?). Accepted
+        messages are recorded."""
         if self.errors:
             error = self.errors.popleft()
             return error["status"], error, False
@@ -321,6 +338,9 @@ class StubState:
         hold = self.hold_after is not None and len(self.records) >= self.hold_after
         self.records.append(record)
         self.by_to[bare_number(record.to)] += 1
+        if self.mangle:
+            self.mangle -= 1
+            return 201, json.dumps(record.resource())[:40], hold  # cut off mid-way
         return 201, record.resource(), hold
 
     def _validate(self, account_sid: str, form: Form) -> Record:
@@ -456,8 +476,12 @@ def build_app(state: StubState) -> web.Application:
     auth_failed = json.dumps(error_body(401, 20003)).encode()
     challenge = {"WWW-Authenticate": 'Basic realm="Twilio API"'}
 
-    def answer(status: int, payload: dict[str, Any]) -> web.Response:
-        body = json.dumps(payload, separators=(",", ":")).encode()
+    def answer(status: int, payload: dict[str, Any] | str) -> web.Response:
+        body = (
+            payload.encode()
+            if isinstance(payload, str)
+            else json.dumps(payload, separators=(",", ":")).encode()
+        )
         return web.Response(status=status, body=body, content_type=json_type)
 
     async def create_message(request: web.Request) -> web.Response:
@@ -484,6 +508,8 @@ def build_app(state: StubState) -> web.Application:
         account_sid = request.match_info["account_sid"]
         if not state.authorised(request.headers.get("Authorization"), account_sid):
             return web.Response(status=401, body=auth_failed, content_type=json_type, headers=challenge)
+        if state.list_error is not None:
+            return answer(state.list_error["status"], state.list_error)
         return answer(*state.list_page(account_sid, request.query))
 
     async def stub_messages(request: web.Request) -> web.Response:
@@ -584,7 +610,8 @@ class StubProcess:
         return self._call("GET", "/_stub/messages" + ("?full=1" if full else ""))
 
     def config(self, **settings: Any) -> dict[str, Any]:
-        """latency_ms, hold_after, errors, error_rate, error, seed; returns the resulting config."""
+        """latency_ms, hold_after, errors, error_rate, error, seed, mangle, list_error; returns
+        the resulting config."""
         return self._call("POST", "/_stub/config", settings)
 
     def release(self) -> int:

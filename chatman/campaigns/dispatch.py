@@ -1,10 +1,11 @@
 """Sending a run: freeze its audience, send batches of claimed ledger rows, finish the run.
 
-A batch claims its rows with one conditional UPDATE under a fresh token, re-checks DND, the
-24-hour window and template approval at send time, then hands rows to the provider a group
-at a time: each group is marked handed (committed) before the provider call and its answers
-are recorded right after, so a batch killed half-way leaves rows whose fate recovery can
-settle without sending anything twice (`recover_stale_claims`).
+A batch claims its rows with one conditional UPDATE under a fresh token and a lease it renews,
+checks the campaign's own conditions (cancelled, template approval, variables), then hands
+rows to the provider a group at a time: each group asks the send policy (DND, the 24-hour
+window) right before it is marked handed (committed), and its answers are recorded right
+after, so a batch killed half-way leaves rows whose fate recovery can settle without sending
+anything twice (`delivery.recover_stale_claims`), once the lease has run out.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -26,9 +27,10 @@ from chatman.campaigns.models import Campaign, CampaignRun, CampaignStep
 from chatman.contacts.models import Contact
 from chatman.ledger import sending, states
 from chatman.ledger.models import Message
-from chatman.messaging.delivery import record_answers
+from chatman.messaging import policy
+from chatman.messaging.delivery import AMBIGUOUS_HOLD, record_answers
 from chatman.messaging.models import Template
-from chatman.messaging.providers import OutboundMessage, Provider
+from chatman.messaging.providers import OutboundMessage, Provider, send_safely, status_callback_for
 from chatman.messaging.ratelimit import RateLimiter
 from chatman.messaging.rendering import MissingVariable, render, resolve, tag_links
 from chatman.timeutils import utcnow
@@ -36,7 +38,6 @@ from chatman.timeutils import utcnow
 BATCH_SIZE = 250
 # Rows handed to the provider between two commits: what a crash can leave undecided.
 GROUP_SIZE = 100
-WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ def send_batch(
     options: SendOptions | None = None,
     now: datetime | None = None,
 ) -> BatchResult:
+    """Claim these rows (under a lease kept while the batch runs), check the campaign's own
+    conditions, then send group by group, each group asking the send policy right before it
+    leaves. Rows the provider did not answer stay claimed, held for recovery to settle."""
     options = options or SendOptions()
     now = now or utcnow()
     token = str(uuid.uuid4())
@@ -109,7 +113,105 @@ def send_batch(
     if not sending.claim(session, message_ids, token, now):
         session.commit()
         return result
-    rows = session.execute(
+    session.commit()  # the claim and its lease are durable before anything leaves
+    with sending.keep_lease(session.get_bind(), token):
+        _send_claimed(session, token, message_ids, provider, limiter, options, now, result)
+    if result.ambiguous:  # the provider settles them meanwhile; then recovery asks
+        sending.hold(session, token, utcnow() + AMBIGUOUS_HOLD)
+    else:
+        sending.end_lease(session, token)
+    session.commit()
+    return result
+
+
+def _send_claimed(
+    session: Session,
+    token: str,
+    message_ids: Sequence[int],
+    provider: Provider,
+    limiter: RateLimiter | None,
+    options: SendOptions,
+    now: datetime,
+    result: BatchResult,
+) -> None:
+    # By id first: claim_token has no index, and a scan of the ledger per batch grows with it.
+    rows = _rows(session, Message.id.in_(message_ids), Message.claim_token == token)
+    result.runs = {r.run_id for r in rows}
+    session.execute(update(CampaignRun).where(CampaignRun.id.in_(result.runs)).values(progress_at=now))
+    templates = _templates(session, rows)
+    skipped: dict[str, list[sending.ClaimedRow]] = defaultdict(list)
+    paused: list[int] = []
+    outgoing: list[Outgoing] = []
+    for row in rows:
+        claimed = sending.ClaimedRow(
+            row.id, row.campaign_id, row.run_id, row.step_id, row.contact_id, row.attempts
+        )
+        if row.Contact is None:  # deleted since the audience was frozen
+            skipped["contact_deleted"].append(claimed)
+        elif row.campaign_status == "paused":
+            paused.append(row.id)
+        else:
+            message = compose(row, templates, options)
+            if isinstance(message, str):
+                skipped[message].append(claimed)
+            else:
+                outgoing.append(Outgoing(claimed, message, row.CampaignStep.template_id is None))
+    result.released = sending.release(session, token, paused, refund=True)
+    for reason, group in skipped.items():
+        result.skipped += sending.skip(session, token, group, reason)
+    session.commit()
+
+    with ThreadPoolExecutor(options.concurrency) as pool:
+        for start in range(0, len(outgoing), GROUP_SIZE):
+            group = outgoing[start : start + GROUP_SIZE]
+            while group:
+                granted = limiter.acquire(len(group)) if limiter else len(group)
+                _send_group(session, token, group[:granted], provider, pool, result)
+                group = group[granted:]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    row: sending.ClaimedRow
+    message: OutboundMessage
+    free_text: bool
+
+
+def _send_group(
+    session: Session,
+    token: str,
+    group: list[Outgoing],
+    provider: Provider,
+    pool: ThreadPoolExecutor,
+    result: BatchResult,
+) -> None:
+    # The send policy, right before the hand-over: a STOP that arrived, or a window that
+    # closed, while the batch waited for its turn under the rate limit is honoured.
+    now = utcnow()
+    blocked: dict[int, str] = {}
+    for free_text in {o.free_text for o in group}:
+        contacts = {o.row.contact_id for o in group if o.free_text == free_text}
+        blocked |= policy.blocked(session, contacts, now, free_text=free_text)
+    for reason in set(blocked.values()):
+        rows = [o.row for o in group if blocked.get(o.row.contact_id) == reason]
+        result.skipped += sending.skip(session, token, rows, reason)
+    group = [o for o in group if o.row.contact_id not in blocked]
+    owned = sending.hand(session, token, [o.row.id for o in group], now)
+    session.commit()
+    group = [o for o in group if o.row.id in owned]
+    answers = list(pool.map(lambda o: send_safely(provider, o.message), group))
+    recorded = record_answers(session, token, [(o.row, a) for o, a in zip(group, answers, strict=True)])
+    session.commit()
+    result.submitted += recorded.submitted
+    result.failed += recorded.failed
+    result.retry += recorded.retry
+    result.retry_attempts = max(result.retry_attempts, recorded.retry_attempts)
+    result.ambiguous += recorded.ambiguous
+
+
+def _rows(session: Session, *where) -> list:
+    """Campaign rows with what composing their message needs (the contact, None once deleted)."""
+    return session.execute(
         select(
             Message.id,
             Message.campaign_id,
@@ -127,133 +229,40 @@ def send_batch(
         .join(CampaignStep, CampaignStep.id == Message.step_id)
         .join(Campaign, Campaign.id == Message.campaign_id)
         .join(CampaignRun, CampaignRun.id == Message.run_id)
-        # By id first: claim_token has no index, and a scan of the ledger per batch grows with it.
-        .where(Message.id.in_(message_ids), Message.claim_token == token)
+        .where(*where)
         .order_by(Message.id)
     ).all()
-    result.runs = {r.run_id for r in rows}
-    session.execute(update(CampaignRun).where(CampaignRun.id.in_(result.runs)).values(progress_at=now))
-    session.commit()  # the claim is durable before anything leaves
-
-    templates = {
-        t.id: t
-        for t in session.scalars(
-            select(Template).where(Template.id.in_({r.CampaignStep.template_id for r in rows} - {None}))
-        )
-    }
-    skipped: dict[str, list[sending.ClaimedRow]] = defaultdict(list)
-    paused: list[int] = []
-    outgoing: list[tuple[sending.ClaimedRow, OutboundMessage]] = []
-    for row in rows:
-        claimed = sending.ClaimedRow(
-            row.id, row.campaign_id, row.run_id, row.step_id, row.contact_id, row.attempts
-        )
-        if row.Contact is None:  # deleted since the audience was frozen
-            skipped["contact_deleted"].append(claimed)
-            continue
-        if row.campaign_status == "paused":
-            paused.append(row.id)
-            continue
-        reason = skip_reason(row.campaign_status, row.Contact, row.CampaignStep, templates, now, options)
-        if reason is None:
-            try:
-                message = _outbound(
-                    row.Contact, row.CampaignStep, templates, row.utm_campaign, options, row.context
-                )
-            except MissingVariable:
-                reason = "missing_variable"
-        if reason is None:
-            outgoing.append((claimed, message))
-        else:
-            skipped[reason].append(claimed)
-    result.released = sending.release(session, token, paused, refund=True)
-    for reason, group in skipped.items():
-        result.skipped += sending.skip(session, token, group, reason)
-    session.commit()
-
-    with ThreadPoolExecutor(options.concurrency) as pool:
-        for start in range(0, len(outgoing), GROUP_SIZE):
-            group = outgoing[start : start + GROUP_SIZE]
-            while group:
-                granted = limiter.acquire(len(group)) if limiter else len(group)
-                _send_group(session, token, group[:granted], provider, pool, result)
-                group = group[granted:]
-    return result
 
 
-def _send_group(
-    session: Session,
-    token: str,
-    group: list[tuple[sending.ClaimedRow, OutboundMessage]],
-    provider: Provider,
-    pool: ThreadPoolExecutor,
-    result: BatchResult,
-) -> None:
-    # DND is checked again right before the hand-over: a STOP that arrived while the batch
-    # waited for its turn under the rate limit is honoured.
-    opted_out = set(
-        session.scalars(
-            select(Contact.id).where(
-                Contact.id.in_({row.contact_id for row, _ in group}), Contact.dnd.is_(True)
-            )
-        )
+def _templates(session: Session, rows: Sequence) -> dict[int, Template]:
+    wanted = {r.CampaignStep.template_id for r in rows} - {None}
+    return (
+        {t.id: t for t in session.scalars(select(Template).where(Template.id.in_(wanted)))} if wanted else {}
     )
-    if opted_out:
-        result.skipped += sending.skip(
-            session, token, [row for row, _ in group if row.contact_id in opted_out], "dnd"
-        )
-        group = [(row, message) for row, message in group if row.contact_id not in opted_out]
-    owned = sending.hand(session, token, [row.id for row, _ in group], utcnow())
-    session.commit()
-    group = [(row, message) for row, message in group if row.id in owned]
-    answers = list(pool.map(provider.send, [message for _, message in group]))
-    recorded = record_answers(session, token, [(row, a) for (row, _), a in zip(group, answers, strict=True)])
-    session.commit()
-    result.submitted += recorded.submitted
-    result.failed += recorded.failed
-    result.retry += recorded.retry
-    result.retry_attempts = max(result.retry_attempts, recorded.retry_attempts)
-    result.ambiguous += recorded.ambiguous
 
 
-def skip_reason(
-    campaign_status: str,
-    contact: Contact,
-    step: CampaignStep,
-    templates: dict[int, Template],
-    now: datetime,
-    options: SendOptions,
-) -> str | None:
-    """Why this contact must not get this step now, or None. Checked at send time."""
-    if campaign_status == "cancelled":
+def compose(row, templates: dict[int, Template], options: SendOptions) -> OutboundMessage | str:
+    """The message this row sends, or why it must not go: the campaign's own conditions
+    (cancelled, template not approved, US marketing, a variable the contact lacks). DND and the
+    window are the send policy's, asked right before the message leaves."""
+    step = row.CampaignStep
+    if row.campaign_status == "cancelled":
         return "cancelled"
-    if contact.dnd:
-        return "dnd"
+    callback = status_callback_for(options.status_callback, row.id)
+    contact, utm = row.Contact, row.utm_campaign
     if step.template_id is None:
-        if contact.last_inbound_at is None or now - contact.last_inbound_at > WINDOW:
-            return "outside_window"
-        return None
+        return OutboundMessage(to=contact.phone, body=tag_links(step.body, utm), status_callback=callback)
     template = templates[step.template_id]
     if template.status != "approved":
         return "template_not_approved"
     if options.skip_us_marketing and template.category == "marketing" and contact.phone.startswith("+1"):
         return "us_marketing"
-    return None
-
-
-def _outbound(
-    contact: Contact,
-    step: CampaignStep,
-    templates: dict[int, Template],
-    utm: str | None,
-    options: SendOptions,
-    context: dict | None = None,
-) -> OutboundMessage:
-    callback = options.status_callback
-    if step.template_id is None:
-        return OutboundMessage(to=contact.phone, body=tag_links(step.body, utm), status_callback=callback)
-    template = templates[step.template_id]
-    values = {k: tag_links(v, utm) for k, v in resolve(template.variables or {}, contact, context).items()}
+    try:
+        values = {
+            k: tag_links(v, utm) for k, v in resolve(template.variables or {}, contact, row.context).items()
+        }
+    except MissingVariable:
+        return "missing_variable"
     if template.content_sid:
         return OutboundMessage(
             to=contact.phone,
@@ -264,6 +273,18 @@ def _outbound(
     return OutboundMessage(
         to=contact.phone, body=tag_links(render(template.body, values), utm), status_callback=callback
     )
+
+
+def sent_texts(session: Session, claimed: Sequence[sending.ClaimedRow]) -> dict[int, str | None]:
+    """What these campaign rows say, as the provider shows it (None for a content template,
+    which the provider renders): recovery compares it with what the provider lists."""
+    rows = _rows(session, Message.id.in_([c.id for c in claimed]))
+    templates = _templates(session, rows)
+    texts: dict[int, str | None] = {}
+    for row in rows:
+        message = compose(row, templates, SendOptions(skip_us_marketing=False)) if row.Contact else None
+        texts[row.id] = message.body if isinstance(message, OutboundMessage) else None
+    return texts
 
 
 def finish_run(session: Session, run_id: int, now: datetime | None = None) -> bool:

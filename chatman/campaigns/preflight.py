@@ -1,8 +1,9 @@
 """The launch pre-flight: who would receive a campaign now, who would be skipped and why.
 
-Counted in one SQL pass over the audience with the same rules the send pipeline applies at
-send time (dispatch.skip_reason and the template's variables), so the forecast and the
-report that follows agree. Errors stop a launch; warnings inform it.
+Counted in one SQL pass over the audience with the rules the send pipeline applies at send
+time: the send policy's own (DND, the 24-hour window: messaging.policy) and the campaign's
+(template approval, US marketing, the template's variables, as dispatch.compose checks them),
+so the forecast and the report that follows agree. Errors stop a launch; warnings inform it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from sqlalchemy import case, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from chatman.campaigns.audience import audience_condition
-from chatman.campaigns.dispatch import WINDOW
 from chatman.campaigns.lifecycle import campaign_step, get_campaign
 from chatman.contacts.models import Contact
 from chatman.ledger.models import Message
+from chatman.messaging import policy
 from chatman.messaging.models import Template
 from chatman.timeutils import utcnow
 
@@ -57,11 +58,8 @@ def preflight(
             report.errors.append(f"template {template.name!r} is {template.status}, not approved")
         return report
 
-    reasons = [(Contact.dnd.is_(True), "dnd")]
-    if template is None:
-        outside = or_(Contact.last_inbound_at.is_(None), Contact.last_inbound_at < now - WINDOW)
-        reasons.append((outside, "outside_window"))
-    else:
+    reasons = policy.rules(now, free_text=template is None)
+    if template is not None:
         if template.status != "approved":
             report.errors.append(
                 f"template {template.name!r} is {template.status}, not approved: only an approved "
@@ -111,7 +109,7 @@ def _missing(source: dict):
 def _reached_in_24h(session: Session, campaign_id: int, reasons, now: datetime) -> int:
     """Contacts messaged in the last 24 hours, plus the eligible ones among the audience who
     were not: the sender's messaging limit counts unique contacts per rolling 24 hours."""
-    since = now - WINDOW
+    since = now - policy.WINDOW
     recent = session.scalar(
         select(func.count(func.distinct(Message.contact_id))).where(Message.submitted_at >= since)
     )

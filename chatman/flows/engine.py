@@ -17,8 +17,8 @@ from chatman.dialects import json_merge
 from chatman.errors import NotFound
 from chatman.flows.models import Flow, FlowSession
 from chatman.messaging.normalise import normalise
-from chatman.messaging.outbox import WINDOW, queue_message
-from chatman.messaging.rendering import PLACEHOLDER
+from chatman.messaging.outbox import queue_message
+from chatman.messaging.rendering import contact_values, render
 from chatman.timeutils import utcnow
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
@@ -127,8 +127,9 @@ def any_overdue(session: Session, now: datetime) -> bool:
 
 
 def expire(session: Session, now: datetime | None = None, limit: int = 500) -> list[int]:
-    """End sessions whose contact stopped answering, sending the flow's timeout message while
-    the contact's 24-hour window is still open. Returns messages queued."""
+    """End sessions whose contact stopped answering, sending the flow's timeout message (the
+    send policy skips it, with its reason, once the contact's window has closed or they are
+    DND). Returns messages queued."""
     now = now or utcnow()
     queued = []
     overdue = session.scalars(
@@ -141,9 +142,7 @@ def expire(session: Session, now: datetime | None = None, limit: int = 500) -> l
     for run in overdue:
         end(session, run, "timed_out", now)
         flow = session.get(Flow, run.flow_id)
-        contact = session.get(Contact, run.contact_id)
-        window_open = contact.last_inbound_at is not None and now - contact.last_inbound_at < WINDOW
-        if flow.timeout_message and window_open and not contact.dnd:
+        if flow.timeout_message:
             queued.append(queue_message(session, run.contact_id, "flow", body=flow.timeout_message, now=now))
     return queued
 
@@ -176,13 +175,7 @@ def _say(session: Session, run: FlowSession, text: str, step: Mapping[str, Any],
 
 def _text(session: Session, run: FlowSession, step: Mapping[str, Any]) -> str:
     contact = session.get(Contact, run.contact_id, populate_existing=True)  # answers saved just now
-    values = {
-        **(contact.attributes or {}),
-        **run.answers,
-        "name": contact.name or "",
-        "phone": contact.phone,
-    }
-    return PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), "")), step["text"])
+    return render(step["text"], {**contact_values(contact), **run.answers}, missing="")
 
 
 def _step(flow: Flow, step_id: str) -> dict[str, Any]:

@@ -41,6 +41,8 @@ def metrics_of(
         metrics.add("read")
     if status == states.FAILED:
         metrics |= {"failed", f"failed:{error_code or 'unknown'}"}
+    if status == states.UNCONFIRMED:
+        metrics.add("unconfirmed")
     return metrics
 
 

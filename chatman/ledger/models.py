@@ -47,6 +47,9 @@ class Message(Base):
     error_code: Mapped[str | None] = mapped_column(String(16))
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Times recovery asked the provider about this row and learnt nothing: bounded, then the
+    # row is settled as unconfirmed.
+    lookups: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     claim_token: Mapped[str | None] = mapped_column(String(36))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set just before the row goes to the provider. A claimed row with handed_at set and no
@@ -60,6 +63,18 @@ class Message(Base):
     # The contact's first reply to this message (quoted it, tapped a button, or wrote soon after).
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ClaimLease(Base):
+    """How long the holder of a claim (a send batch, a conversation send, a recovery) answers
+    for its rows. The holder renews it every few seconds while it works; a lease that ran out
+    belongs to a holder that died, and recovery takes its rows over within a minute."""
+
+    __tablename__ = "claim_leases"
+
+    token: Mapped[str] = mapped_column(String(36), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))  # host:pid, for the curious
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class MessageEvent(Base):

@@ -1,34 +1,58 @@
-"""A send's moves through the ledger: claim rows, hand them over, record what happened.
+"""A send's moves through the ledger: claim rows under a lease, hand them over, record what
+happened.
 
-pending -> claimed (a batch owns the row under its token) -> handed (`handed_at`: the row is
-going to the provider now) -> submitted or failed, or back to pending (a retryable error,
-a pause, a stale claim that never reached the provider). Every move is conditional on the
-batch's token, so a batch whose claim the clock recovered cannot write over the recovery.
-Counters change in the same statement batch as the rows they count.
+pending -> claimed (a holder owns the row under its token) -> handed (`handed_at`: the row is
+going to the provider now) -> submitted or failed; or back to pending (a retryable error, a
+pause, a claim whose holder died before handing it over); or unconfirmed (handed over, and the
+provider could not tell whether it has it: never sent again). Every move is conditional on the
+holder's token, so a holder that lost its claim cannot write over whoever took it over.
+Counters change in the same transaction as the rows they count.
+
+A claim comes with a lease (`claim_leases`), which its holder renews every few seconds while it
+works (`keep_lease`). A lease that ran out belongs to a holder that died (a worker killed, a
+machine gone): recovery takes the rows over, so a dead worker's rows move on within a minute.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from chatman.ledger import counters, states
-from chatman.ledger.models import Message
+from chatman.ledger.models import ClaimLease, Message
 from chatman.ledger.status import apply_pending_events
+from chatman.timeutils import utcnow
+
+# A holder renews its lease every RENEW_S; one not renewed for LEASE_S is dead.
+LEASE_S = 20
+RENEW_S = 5
+# A row handed to the provider is looked up only this long after its holder's lease ran out:
+# longer than a request to the provider can take, so no request of the dead holder is still
+# on its way when we ask.
+HANDED_GRACE = timedelta(seconds=15)
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ClaimedRow:
     id: int
-    campaign_id: int
-    run_id: int
-    step_id: int
-    contact_id: int
+    campaign_id: int | None
+    run_id: int | None
+    step_id: int | None
+    contact_id: int | None
     attempts: int
 
 
@@ -40,8 +64,9 @@ class Failure:
 
 
 def claim(session: Session, message_ids: Sequence[int], token: str, now: datetime) -> int:
-    """Take the pending rows among `message_ids` for the batch `token`; returns how many."""
-    return session.execute(
+    """Take the pending rows among `message_ids` for the holder `token`, with a lease on
+    them; returns how many."""
+    taken = session.execute(
         update(Message)
         .where(Message.id.in_(message_ids), Message.status == states.PENDING)
         .values(
@@ -52,10 +77,64 @@ def claim(session: Session, message_ids: Sequence[int], token: str, now: datetim
             attempts=Message.attempts + 1,
         )
     ).rowcount
+    if taken:
+        lease(session, token, now + timedelta(seconds=LEASE_S))
+    return taken
+
+
+def lease(session: Session, token: str, until: datetime) -> None:
+    session.execute(insert(ClaimLease).values(token=token, holder=HOLDER, expires_at=until))
+
+
+def hold(session: Session, token: str, until: datetime) -> None:
+    """Keep the holder's rows from recovery until `until` (the provider is settling them)."""
+    session.execute(update(ClaimLease).where(ClaimLease.token == token).values(expires_at=until))
+
+
+def end_lease(session: Session, token: str) -> None:
+    """The holder is done: its lease goes, unless it still has rows claimed (they keep it)."""
+    session.execute(
+        delete(ClaimLease).where(
+            ClaimLease.token == token,
+            ~exists().where(Message.claim_token == token, Message.status == states.CLAIMED),
+        )
+    )
+
+
+def renew(connection: Connection, tokens: Sequence[str], now: datetime) -> None:
+    until = now + timedelta(seconds=LEASE_S)
+    connection.execute(
+        update(ClaimLease)
+        .where(ClaimLease.token.in_(tokens), ClaimLease.expires_at < until)
+        .values(expires_at=until)
+    )
+
+
+@contextmanager
+def keep_lease(engine: Engine, token: str) -> Iterator[None]:
+    """Renew `token`'s lease every RENEW_S, from a thread with its own connection, while the
+    block runs: the lease then lasts as long as the process that holds it."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(RENEW_S):
+            try:
+                with engine.begin() as connection:
+                    renew(connection, [token], utcnow())
+            except SQLAlchemyError as exc:  # the database is away: the next beat tries again
+                log.warning("could not renew lease %s: %s", token, exc)
+
+    thread = threading.Thread(target=beat, name=f"lease-{token[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(RENEW_S)
 
 
 def release(session: Session, token: str, ids: Iterable[int], refund: bool = False) -> int:
-    """Put claimed rows back to pending (nothing was sent): a pause, or a claim gone stale.
+    """Put claimed rows back to pending (nothing was sent): a pause, or a dead holder's rows.
     `refund` gives the attempt back (a pause is not a failed try)."""
     ids = list(ids)
     if not ids:
@@ -97,7 +176,7 @@ def skip_pending(session: Session, run_ids: Iterable[int], reason: str) -> int:
 
 
 def hand(session: Session, token: str, ids: Sequence[int], now: datetime) -> set[int]:
-    """Mark rows as going to the provider now; returns the ids this batch still owns.
+    """Mark rows as going to the provider now; returns the ids this holder still owns.
 
     Committed before the provider call: from here on, a crash leaves a row the provider may
     or may not have, and recovery asks the provider rather than sending it again.
@@ -119,6 +198,7 @@ class Recorded:
     submitted: int = 0
     retry: int = 0
     failed: int = 0
+    unconfirmed: int = 0
 
 
 def record_results(
@@ -127,22 +207,27 @@ def record_results(
     submitted: Sequence[tuple[ClaimedRow, str]] = (),
     retry: Sequence[Failure] = (),
     failed: Sequence[Failure] = (),
+    unconfirmed: Sequence[ClaimedRow] = (),
     now: datetime | None = None,
 ) -> Recorded:
-    """Record the provider's answers for rows the batch `token` owns.
+    """Record the provider's answers for rows the holder `token` owns.
 
     submitted: (row, provider sid); retry: back to pending for a later batch; failed: final,
-    with the provider's code. Status callbacks that arrived before their sid are applied.
+    with the provider's code; unconfirmed: the provider could not tell, never sent again.
+    Status callbacks that arrived before their sid are applied.
     """
     owned = {
         r.id
         for r in _owned(
-            session, token, [*(r for r, _ in submitted), *(f.row for f in retry), *(f.row for f in failed)]
+            session,
+            token,
+            [*(r for r, _ in submitted), *(f.row for f in retry), *(f.row for f in failed), *unconfirmed],
         )
     }
     submitted = [(r, sid) for r, sid in submitted if r.id in owned]
     retry = [f for f in retry if f.row.id in owned]
     failed = [f for f in failed if f.row.id in owned]
+    unconfirmed = [r for r in unconfirmed if r.id in owned]
     table = Message.__table__
     by_id = table.c.id == bindparam("_id")
     connection = session.connection()
@@ -151,7 +236,13 @@ def record_results(
             update(table)
             .where(by_id)
             .values(
-                status=states.SUBMITTED, provider_sid=bindparam("sid"), submitted_at=now, claim_token=None
+                status=states.SUBMITTED,
+                provider_sid=bindparam("sid"),
+                submitted_at=now,
+                claim_token=None,
+                # What an earlier try failed with is history, not this row's outcome.
+                error_code=None,
+                error_message=None,
             ),
             [{"_id": r.id, "sid": sid} for r, sid in submitted],
         )
@@ -185,7 +276,14 @@ def record_results(
         )
         for code, group in _group_by_code(failed).items():
             _count(session, group, states.FAILED, error_code=code)
-    return Recorded(len(submitted), len(retry), len(failed))
+    if unconfirmed:
+        session.execute(
+            update(Message)
+            .where(Message.id.in_([r.id for r in unconfirmed]))
+            .values(status=states.UNCONFIRMED, claim_token=None)
+        )
+        _count(session, unconfirmed, states.UNCONFIRMED)
+    return Recorded(len(submitted), len(retry), len(failed), len(unconfirmed))
 
 
 @dataclass(frozen=True)
@@ -193,22 +291,42 @@ class StaleClaim:
     row: ClaimedRow
     token: str
     handed_at: datetime | None
+    lookups: int
 
 
 def stale_claims(
-    session: Session, claimed_before: datetime, limit: int = 1000, ids: Sequence[int] | None = None
+    session: Session,
+    now: datetime,
+    legacy_before: datetime,
+    limit: int = 1000,
+    ids: Sequence[int] | None = None,
 ) -> list[StaleClaim]:
-    """Rows claimed before `claimed_before` (among `ids`, if given) that no batch finished."""
-    query = select(
-        Message.id,
-        Message.campaign_id,
-        Message.run_id,
-        Message.step_id,
-        Message.contact_id,
-        Message.attempts,
-        Message.claim_token,
-        Message.handed_at,
-    ).where(Message.status == states.CLAIMED, Message.claimed_at < claimed_before)
+    """Claimed rows (among `ids`, if given) whose holder is gone: its lease ran out (for a
+    handed row, HANDED_GRACE ago), or, for a claim with no lease (made before leases were
+    kept), it was claimed before `legacy_before`."""
+    expired = ClaimLease.expires_at < now
+    query = (
+        select(
+            Message.id,
+            Message.campaign_id,
+            Message.run_id,
+            Message.step_id,
+            Message.contact_id,
+            Message.attempts,
+            Message.claim_token,
+            Message.handed_at,
+            Message.lookups,
+        )
+        .outerjoin(ClaimLease, ClaimLease.token == Message.claim_token)
+        .where(
+            Message.status == states.CLAIMED,
+            or_(
+                and_(ClaimLease.token.is_(None), Message.claimed_at < legacy_before),
+                and_(Message.handed_at.is_(None), expired),
+                and_(Message.handed_at.is_not(None), ClaimLease.expires_at < now - HANDED_GRACE),
+            ),
+        )
+    )
     if ids is not None:
         query = query.where(Message.id.in_(ids))
     return [
@@ -216,9 +334,61 @@ def stale_claims(
             ClaimedRow(r.id, r.campaign_id, r.run_id, r.step_id, r.contact_id, r.attempts),
             r.claim_token,
             r.handed_at,
+            r.lookups,
         )
         for r in session.execute(query.order_by(Message.id).limit(limit))
     ]
+
+
+def adopt(session: Session, claims: Sequence[StaleClaim], token: str, until: datetime) -> list[StaleClaim]:
+    """Take over a dead holder's rows under `token`, leased until `until`; returns those taken
+    (another recovery may have been quicker with some)."""
+    by_token: dict[str, list[int]] = {}
+    for claim in claims:
+        by_token.setdefault(claim.token, []).append(claim.row.id)
+    taken: set[int] = set()
+    for old, ids in by_token.items():
+        taken |= set(
+            session.scalars(
+                update(Message)
+                .where(Message.id.in_(ids), Message.claim_token == old, Message.status == states.CLAIMED)
+                .values(claim_token=token)
+                .returning(Message.id)
+            )
+        )
+        end_lease(session, old)
+    if taken:
+        lease(session, token, until)
+    return [c for c in claims if c.row.id in taken]
+
+
+def count_lookup(session: Session, token: str, ids: Sequence[int]) -> None:
+    """One more provider lookup that told us nothing, for these rows."""
+    if ids:
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(ids), Message.claim_token == token)
+            .values(lookups=Message.lookups + 1)
+        )
+
+
+def overdue_claims(session: Session, claimed_before: datetime) -> int:
+    """Rows claimed (or handed) before `claimed_before` and still not decided."""
+    return session.scalar(
+        select(func.count(Message.id)).where(
+            Message.status == states.CLAIMED, Message.claimed_at < claimed_before
+        )
+    )
+
+
+def sweep_leases(session: Session, now: datetime) -> int:
+    """Forget leases that ran out and hold no row (their holder died after its last row)."""
+    return session.execute(
+        delete(ClaimLease).where(
+            ClaimLease.expires_at < now,
+            ~exists().where(Message.claim_token == ClaimLease.token, Message.status == states.CLAIMED),
+        )
+    ).rowcount
 
 
 def _owned(session: Session, token: str, rows: Sequence[ClaimedRow]) -> list[ClaimedRow]:

@@ -1,7 +1,9 @@
 """Message states and the order they move in.
 
-pending -> claimed -> submitted -> sent -> delivered -> read, or failed / skipped. Provider
-callbacks only move a message forward: read beats delivered beats failed beats sent.
+pending -> claimed -> submitted -> sent -> delivered -> read, or failed / skipped, or
+unconfirmed (handed to the provider, which could not tell whether it got it: never sent
+again; a callback naming it still ties it to its sid). Provider callbacks only move a message
+forward: read beats delivered beats failed beats sent.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ DELIVERED = "delivered"
 READ = "read"
 FAILED = "failed"
 SKIPPED = "skipped"
+UNCONFIRMED = "unconfirmed"
 
-STATES = (PENDING, CLAIMED, SUBMITTED, SENT, DELIVERED, READ, FAILED, SKIPPED)
-# Past the send: nothing more will be attempted for these rows.
-SETTLED = frozenset({SENT, DELIVERED, READ, FAILED, SKIPPED})
+STATES = (PENDING, CLAIMED, SUBMITTED, SENT, DELIVERED, READ, FAILED, SKIPPED, UNCONFIRMED)
+# Decided: no batch will send these rows (again).
+DECIDED = frozenset({SUBMITTED, SENT, DELIVERED, READ, FAILED, SKIPPED, UNCONFIRMED})
 
 # Rank of a provider-reported status. Failure ranks above sent (Twilio handed the message on,
 # then WhatsApp could not deliver it: "undelivered" after "sent" is the truth) and below

@@ -54,6 +54,7 @@ class Outcome:
     stored: int = 0  # new (sid, status) pairs kept
     duplicates: int = 0  # seen before: nothing changed
     moved: int = 0  # message rows that moved forward
+    tied: int = 0  # rows whose sid only the callback told us (the send's answer was lost)
     waiting: set[str] = field(default_factory=set)  # sids not known yet
 
 
@@ -78,6 +79,7 @@ def record_many(session: Session, events: Sequence[StatusUpdate], now: datetime 
         session, MessageEvent, [rows[k] for k in sorted(rows)], ["provider_sid", "status"]
     )
     outcome.duplicates = len(events) - outcome.stored
+    outcome.tied = _tie(session, events, now)
     sids = {e.provider_sid for e in events}
     outcome.moved, known = _apply(session, sids, now)
     outcome.waiting = sids - known
@@ -146,6 +148,62 @@ def sids_with_pending_events(session: Session, limit: int = 1000) -> list[str]:
             .limit(limit)
         )
     )
+
+
+# A row whose send's answer may have been lost: the callback's row id ties the sid to it.
+TIEABLE = (states.PENDING, states.CLAIMED, states.UNCONFIRMED)
+
+
+def _tie(session: Session, events: Sequence[StatusUpdate], now: datetime) -> int:
+    """Give rows the sids that callbacks naming them (our StatusCallback URL carries the row
+    id, under the provider's signature) report, where the row has no sid yet. Returns rows tied."""
+    named: dict[str, int] = {}
+    for e in events:
+        if e.message_id is not None:
+            named.setdefault(e.provider_sid, e.message_id)
+    if not named:
+        return 0
+    known = set(session.scalars(select(Message.provider_sid).where(Message.provider_sid.in_(named))))
+    wanted = {m: sid for sid, m in named.items() if sid not in known}
+    if not wanted:
+        return 0
+    rows = session.execute(
+        select(
+            Message.id,
+            Message.campaign_id,
+            Message.run_id,
+            Message.step_id,
+            Message.status,
+            Message.skip_reason,
+            Message.error_code,
+        )
+        .where(Message.id.in_(wanted), Message.provider_sid.is_(None), Message.status.in_(TIEABLE))
+        .order_by(Message.id)
+        .with_for_update()
+    ).all()
+    if not rows:
+        return 0
+    table = Message.__table__
+    session.connection().execute(
+        update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values(
+            provider_sid=bindparam("sid"),
+            status=states.SUBMITTED,
+            submitted_at=now,
+            claim_token=None,
+            error_code=None,
+            error_message=None,
+        ),
+        [{"_id": row.id, "sid": wanted[row.id]} for row in rows],
+    )
+    after = counters.metrics_of(states.SUBMITTED, None, None, True)
+    changes = []
+    for row in rows:
+        before = counters.metrics_of(row.status, row.skip_reason, row.error_code, False)
+        changes.append((row.campaign_id, row.run_id, row.step_id, counters.delta(before, after)))
+    counters.apply(session, changes)
+    return len(rows)
 
 
 def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[str]]:

@@ -1,12 +1,12 @@
 """Conversation messages (a trigger's reply, a flow's question, an opt-out confirmation): one
 ledger row each, queued in the transaction that decided to send it and sent by a job, with
-the same claim, hand-over and status moves as a campaign message.
+the same claim, lease, hand-over, send policy and status moves as a campaign message.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from chatman.contacts.models import Contact
 from chatman.ledger import sending, states
 from chatman.ledger.models import Message
-from chatman.messaging.delivery import Answers, record_answers
-from chatman.messaging.providers import OutboundMessage, Provider
+from chatman.messaging import policy
+from chatman.messaging.delivery import AMBIGUOUS_HOLD, Answers, record_answers
+from chatman.messaging.providers import OutboundMessage, Provider, send_safely, status_callback_for
 from chatman.timeutils import utcnow
 
-WINDOW = timedelta(hours=24)
 # Sent even to a contact who just became DND: the one message that confirms the opt-out.
 CONFIRMATION = "confirmation"
 
@@ -34,10 +34,12 @@ def queue_message(
     template: bool = False,
     trigger_id: int | None = None,
     now: datetime | None = None,
+    skipped: str | None = None,
 ) -> int:
     """A pending conversation message: free text `body` (inside the 24-hour window only), or
     an approved template (`template`; by `content_sid` for Twilio, whose rendered text is
-    `body`), which may also go outside it."""
+    `body`), which may also go outside it. With `skipped`, the row records a message that
+    could not be sent, and why, instead."""
     content: dict[str, Any] = {"body": body, "template": template or content_sid is not None}
     if content_sid is not None:
         content |= {"content_sid": content_sid, "content_variables": content_variables or {}}
@@ -48,7 +50,8 @@ def queue_message(
             purpose=purpose,
             content=content,
             trigger_id=trigger_id,
-            status=states.PENDING,
+            status=states.SKIPPED if skipped else states.PENDING,
+            skip_reason=skipped,
             attempts=0,
             created_at=now or utcnow(),
         )
@@ -71,38 +74,55 @@ def send_queued(
         session.commit()
         return "taken"
     session.commit()
+    with sending.keep_lease(session.get_bind(), token):
+        return _send(session, token, message_id, provider, status_callback)
+
+
+def _send(
+    session: Session, token: str, message_id: int, provider: Provider, status_callback: str | None
+) -> Answers | str:
     row = session.execute(
-        select(Message.id, Message.contact_id, Message.attempts, Message.purpose, Message.content, Contact)
+        select(
+            Message.id, Message.contact_id, Message.attempts, Message.purpose, Message.content, Contact.phone
+        )
         .outerjoin(Contact, Contact.id == Message.contact_id)
         .where(Message.id == message_id)
     ).one()
     claimed = sending.ClaimedRow(row.id, None, None, None, row.contact_id, row.attempts)
-    contact, content = row.Contact, row.content or {}
-    reason = None
-    if contact is None:
+    content = row.content or {}
+    now = utcnow()
+    if row.phone is None:
         reason = "contact_deleted"
-    elif contact.dnd and row.purpose != CONFIRMATION:
-        reason = "dnd"
-    elif not content.get("template") and (
-        contact.last_inbound_at is None or now - contact.last_inbound_at > WINDOW
-    ):
-        reason = "outside_window"
+    else:
+        reason = policy.blocked(
+            session,
+            [row.contact_id],
+            now,
+            free_text=not content.get("template"),
+            confirmation=row.purpose == CONFIRMATION,
+        ).get(row.contact_id)
     if reason:
         sending.skip(session, token, [claimed], reason)
+        sending.end_lease(session, token)
         session.commit()
         return reason
     sending.hand(session, token, [message_id], now)
     session.commit()
-    answer = provider.send(
+    answer = send_safely(
+        provider,
         OutboundMessage(
-            to=contact.phone,
+            to=row.phone,
             body=None if content.get("content_sid") else content.get("body"),
             content_sid=content.get("content_sid"),
             content_variables=content.get("content_variables"),
-            status_callback=status_callback,
-        )
+            status_callback=status_callback_for(status_callback, message_id),
+        ),
     )
     recorded = record_answers(session, token, [(claimed, answer)])
+    if recorded.ambiguous:  # the provider settles it meanwhile; then recovery asks
+        sending.hold(session, token, utcnow() + AMBIGUOUS_HOLD)
+    else:
+        sending.end_lease(session, token)
     session.commit()
     return recorded
 

@@ -6,6 +6,7 @@ Implementations: `twilio.TwilioProvider` (twilio-python) and `simulator.Simulato
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 RETRYABLE_CODES = frozenset({"20429", "63018", "130429"})
 # The recipient opted out: the contact becomes DND.
 OPT_OUT_CODES = frozenset({"21610", "63014"})
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,15 @@ class SendResult:
         return self.sid is not None
 
 
+@dataclass(frozen=True)
+class ProviderMessage:
+    """A message the provider says it accepted, as a lookup lists it."""
+
+    sid: str
+    created_at: datetime | None = None
+    body: str | None = None  # what it says, where the provider shows it
+
+
 class Provider(Protocol):
     """What the send pipeline knows of a provider."""
 
@@ -56,13 +67,33 @@ class Provider(Protocol):
         """Hand one message over; retryable failures are marked so, not raised."""
         ...
 
-    def lookup(self, to: str, since: datetime) -> list[str]:
-        """Sids of messages to `to` the provider accepted since `since`, newest first.
+    def lookup(self, to: str, since: datetime) -> list[ProviderMessage]:
+        """Messages to `to` the provider accepted since `since`, newest first.
 
         Recovery uses it for a row that was handed over when its worker died: the provider
         has no idempotency key, so asking is the only way not to send twice.
         """
         ...
+
+
+def status_callback_for(url: str | None, message_id: int) -> str | None:
+    """The StatusCallback URL of one message: ours, naming the row, so that its first status
+    callback ties the provider's sid to the row even when the send's own answer was lost. The
+    provider signs the whole URL, so the row id cannot be forged."""
+    return f"{url}?m={message_id}" if url else None
+
+
+def send_safely(provider: Provider, message: OutboundMessage) -> SendResult:
+    """`provider.send`, with any exception its adapter did not foresee made this message's
+    result, so it never takes the answers of the rest of a group with it. The request may have
+    reached the provider: the row is looked up there later, never sent again blind."""
+    try:
+        return provider.send(message)
+    except Exception as exc:  # noqa: BLE001 (whatever it is, it is this one message's outcome)
+        log.exception("sending to %s failed unexpectedly", message.to)
+        return SendResult(
+            error_code="exception", error_message=f"{type(exc).__name__}: {exc}"[:500], ambiguous=True
+        )
 
 
 def make_provider(settings: Settings, connection: Redis) -> Provider:

@@ -1,4 +1,5 @@
-"""Filling a template's placeholders from a contact, and tagging links with utm_campaign."""
+"""Filling placeholders, the one way for every text we send (templates, trigger replies, flow
+steps), and tagging links with utm_campaign."""
 
 from __future__ import annotations
 
@@ -72,14 +73,35 @@ def resolve(
             value = (contact.attributes or {}).get(key)
         if value is None or value == "":
             raise MissingVariable(name)
-        values[name] = (
-            value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
-        )
+        values[name] = _text(value)
     return values
 
 
-def render(body: str, values: Mapping[str, str]) -> str:
-    return PLACEHOLDER.sub(lambda m: values[m.group(1)], body)
+def contact_values(contact: Any) -> dict[str, Any]:
+    """What a free-text placeholder (`{{name}}`, `{{city}}`) may name: the contact's fields, and
+    its attributes by their names."""
+    return {**(contact.attributes or {}), **{field: getattr(contact, field) for field in CONTACT_FIELDS}}
+
+
+def render(body: str, values: Mapping[str, Any], missing: str | None = None) -> str:
+    """`body` with each `{{name}}` replaced by its value. A placeholder with no value raises
+    MissingVariable, or, when `missing` is given, becomes that."""
+
+    def fill(match: re.Match) -> str:
+        value = values.get(match.group(1))
+        if value is None or value == "":
+            if missing is None:
+                raise MissingVariable(match.group(1))
+            return missing
+        return _text(value)
+
+    return PLACEHOLDER.sub(fill, body)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else str(value)
 
 
 def tag_links(text: str, utm_campaign: str | None) -> str:

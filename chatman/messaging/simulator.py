@@ -16,14 +16,14 @@ import random
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 
 import requests
 from redis import Redis
 from twilio.request_validator import RequestValidator
 
 from chatman.config import SimulatorSettings as NetworkSettings
-from chatman.messaging.providers import OutboundMessage, SendResult
+from chatman.messaging.providers import OutboundMessage, ProviderMessage, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +113,14 @@ class SimulatorProvider:
         pipe.execute()
         return SendResult(sid=sid)
 
-    def lookup(self, to: str, since: datetime) -> list[str]:
+    def lookup(self, to: str, since: datetime) -> list[ProviderMessage]:
         cutoff = since.timestamp()
         found = []
         for raw in self.redis.lrange(SENT_KEY, 0, -1):
             record = json.loads(raw)
             if record["to"] == to and record.get("at", 0) >= cutoff:
-                found.append(record["sid"])
+                created = datetime.fromtimestamp(record["at"], UTC)
+                found.append(ProviderMessage(record["sid"], created, record.get("body")))
         return found[::-1]
 
     def sent(self) -> list[dict]:

@@ -18,7 +18,7 @@ from twilio.rest import Client
 from urllib3.connection import HTTPConnection
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
-from chatman.messaging.providers import RETRYABLE_CODES, OutboundMessage, SendResult
+from chatman.messaging.providers import RETRYABLE_CODES, OutboundMessage, ProviderMessage, SendResult
 
 # Clocks of Twilio and of this host disagree a little; a lookup looks back this much further.
 CLOCK_SKEW = timedelta(minutes=2)
@@ -122,13 +122,13 @@ class TwilioProvider:
                 return result
         return result
 
-    def lookup(self, to: str, since: datetime) -> list[str]:
+    def lookup(self, to: str, since: datetime) -> list[ProviderMessage]:
         """Messages to `to` created since `since`. No date filter on the request: Twilio's
         only one is DateSent, which a message still queued at Twilio does not have yet."""
         since = since - CLOCK_SKEW
         found = self.client.messages.list(to=f"whatsapp:{to}", limit=50)
         return [
-            m.sid
+            ProviderMessage(m.sid, m.date_created, m.body or None)
             for m in found
             if m.direction == "outbound-api" and (m.date_created is None or m.date_created >= since)
         ]

@@ -20,10 +20,11 @@ from chatman.contacts.models import Contact
 from chatman.dialects import insert_or_overwrite
 from chatman.flows import engine as flows
 from chatman.flows.models import Flow
+from chatman.messaging import policy
 from chatman.messaging.inbound import InboundEvent, receive
 from chatman.messaging.models import InboundMessage, Template
-from chatman.messaging.outbox import CONFIRMATION, WINDOW, queue_message
-from chatman.messaging.rendering import PLACEHOLDER, MissingVariable, render, resolve
+from chatman.messaging.outbox import CONFIRMATION, queue_message
+from chatman.messaging.rendering import MissingVariable, contact_values, render, resolve
 from chatman.timeutils import utcnow
 from chatman.triggers.matcher import Candidate, TriggerIndex, TriggerSpec
 from chatman.triggers.models import Trigger, TriggerFiring
@@ -172,33 +173,35 @@ def act(
 
 
 def reply(session: Session, trigger: Trigger, contact_id: int, now: datetime) -> int | None:
-    """Free text inside the contact's 24-hour window, the approved template outside it."""
+    """Free text inside the contact's 24-hour window, the approved template outside it. A reply
+    that cannot go is recorded in the ledger as skipped, with why (None is returned)."""
     contact = session.get(Contact, contact_id, populate_existing=True)  # its window was opened just now
-    window_open = contact.last_inbound_at is not None and now - contact.last_inbound_at <= WINDOW
-    if trigger.reply_body and window_open:
-        body = PLACEHOLDER.sub(lambda m: str(_contact_value(contact, m.group(1))), trigger.reply_body)
+    if trigger.reply_body and policy.window_open(session, contact_id, now):
+        body = render(trigger.reply_body, contact_values(contact), missing="")
         return queue_message(session, contact_id, "reply", body=body, trigger_id=trigger.id, now=now)
     template = session.get(Template, trigger.reply_template_id) if trigger.reply_template_id else None
-    if template is None or template.status != "approved":
-        return None
-    try:
-        values = resolve(template.variables or {}, contact)
-    except MissingVariable:
-        return None
-    return queue_message(
-        session,
-        contact_id,
-        "reply",
-        body=render(template.body, values),
-        content_sid=template.content_sid,
-        content_variables=values if template.content_sid else None,
-        template=True,
-        trigger_id=trigger.id,
-        now=now,
+    if template is None:
+        why = "outside_window"
+    elif template.status != "approved":
+        why = "template_not_approved"
+    else:
+        try:
+            values = resolve(template.variables or {}, contact)
+        except MissingVariable:
+            why = "missing_variable"
+        else:
+            return queue_message(
+                session,
+                contact_id,
+                "reply",
+                body=render(template.body, values),
+                content_sid=template.content_sid,
+                content_variables=values if template.content_sid else None,
+                template=True,
+                trigger_id=trigger.id,
+                now=now,
+            )
+    queue_message(
+        session, contact_id, "reply", body=trigger.reply_body, trigger_id=trigger.id, now=now, skipped=why
     )
-
-
-def _contact_value(contact: Contact, name: str) -> str:
-    if name in ("name", "phone"):
-        return getattr(contact, name) or ""
-    return str((contact.attributes or {}).get(name, ""))
+    return None

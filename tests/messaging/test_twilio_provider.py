@@ -134,7 +134,7 @@ def test_lookup_finds_our_recent_message_to_that_number(twilio):
     fmt = "%a, %d %b %Y %H:%M:%S +0000"
     page = {
         "messages": [
-            created("SM" + "1" * 32) | {"date_created": now.strftime(fmt)},
+            created("SM" + "1" * 32) | {"date_created": now.strftime(fmt), "body": "Hi Asha"},
             created("SM" + "2" * 32) | {"date_created": old.strftime(fmt)},
             created("SM" + "3" * 32) | {"date_created": now.strftime(fmt), "direction": "inbound"},
         ],
@@ -144,7 +144,9 @@ def test_lookup_finds_our_recent_message_to_that_number(twilio):
         "uri": f"/2010-04-01/Accounts/{SID}/Messages.json",
     }
     responses.get(URL, json=page, status=200)
-    assert twilio.lookup("+919820012345", now - timedelta(seconds=30)) == ["SM" + "1" * 32]
+    (found,) = twilio.lookup("+919820012345", now - timedelta(seconds=30))
+    assert (found.sid, found.body) == ("SM" + "1" * 32, "Hi Asha")  # what recovery matches on
+    assert abs(found.created_at - now) < timedelta(seconds=1)
     assert parse_qs(responses.calls[0].request.url.split("?", 1)[1])["To"] == ["whatsapp:+919820012345"]
 
 
