@@ -100,15 +100,13 @@ def run_group(run_id: int) -> str:
     return f"run-{run_id}"
 
 
-def enqueue_dispatch(connection: Redis, run_id: int) -> bool:
-    """Enqueue a run's dispatch (freeze, then batches), unless one is queued or running."""
-    return enqueue_once(
-        connection,
-        dispatch_run,
-        f"dispatch-run-{run_id}",
-        run_id,
-        group=run_group(run_id),
-        job_timeout=3 * DISPATCH_BUDGET_S,
+def enqueue_dispatch(connection: Redis, run_id: int, successor: bool = False) -> bool:
+    """Enqueue a run's dispatch (freeze, then batches), unless one is queued or running; or,
+    from a dispatch that ran out of time, the one that goes on from where it stopped."""
+    enqueue = hand_on if successor else enqueue_once
+    name = f"dispatch-run-{run_id}"
+    return enqueue(
+        connection, dispatch_run, name, run_id, group=run_group(run_id), job_timeout=3 * DISPATCH_BUDGET_S
     )
 
 
@@ -121,14 +119,7 @@ def dispatch_run(run_id: int) -> int:
     try:
         with db.sessionmaker() as session:
             if not freeze_run(session, run_id, until=_budget(DISPATCH_BUDGET_S)):
-                hand_on(
-                    connection,
-                    dispatch_run,
-                    f"dispatch-run-{run_id}",
-                    run_id,
-                    group=run_group(run_id),
-                    job_timeout=3 * DISPATCH_BUDGET_S,
-                )
+                enqueue_dispatch(connection, run_id, successor=True)
                 return 0
             batches = [(send_batch, (run_id, ids)) for ids in pending_batches(session, run_id)]
             queues.enqueue_tracked(connection, run_group(run_id), batches, job_timeout=BATCH_TIMEOUT_S)

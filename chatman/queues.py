@@ -78,31 +78,22 @@ def enqueue_once(
     current = _holder(connection, name)
     if current and job_alive(connection, current):
         return False
-    return _become_holder(connection, name, current, func, args, at, queue_name, group, options)
+    return _become_holder(
+        connection, name, current, func, args, at=at, queue_name=queue_name, group=group, **options
+    )
 
 
-def hand_on(
-    connection: Redis,
-    func: Callable,
-    name: str,
-    *args: Any,
-    at: datetime | None = None,
-    queue_name: str = SYSTEM,
-    group: str | None = None,
-    **options: Any,
-) -> bool:
-    """From the job holding `name`: enqueue its successor and make it the holder. False when
-    another job has taken the name meanwhile (it took this one for dead): that one goes on.
-    Outside a job (a test, a command), the same as enqueue_once."""
+def hand_on(connection: Redis, func: Callable, name: str, *args: Any, **keywords: Any) -> bool:
+    """From the job holding `name`: enqueue its successor (keywords as for enqueue_once) and
+    make it the holder. False when another job has taken the name meanwhile (it took this one
+    for dead): that one goes on. Outside a job (a test, a command), the same as enqueue_once."""
     me = get_current_job()
     if me is None:
-        return enqueue_once(
-            connection, func, name, *args, at=at, queue_name=queue_name, group=group, **options
-        )
+        return enqueue_once(connection, func, name, *args, **keywords)
     current = _holder(connection, name)
     if current not in (me.id, None):
         return False
-    return _become_holder(connection, name, current, func, args, at, queue_name, group, options)
+    return _become_holder(connection, name, current, func, args, **keywords)
 
 
 def job_alive(connection: Redis, job_id: str) -> bool:
@@ -226,10 +217,10 @@ def _become_holder(
     current: str | None,
     func: Callable,
     args: tuple,
-    at: datetime | None,
-    queue_name: str,
-    group: str | None,
-    options: dict[str, Any],
+    at: datetime | None = None,
+    queue_name: str = SYSTEM,
+    group: str | None = None,
+    **options: Any,
 ) -> bool:
     job_id = _job_id(name)
     swapped = connection.register_script(_SWAP)(

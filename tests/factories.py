@@ -141,3 +141,29 @@ def inbound_form(phone: str, body: str | None = None, sid: str | None = None, **
         "MessageType": "text",
     }
     return form | fields
+
+
+def launch_campaign(
+    session: Session, size: int, body: str | None = "Hi there", freeze: bool = True, **fields
+):
+    """A one-time campaign to `size` new contacts (make_audience), in free text `body` or, with
+    `body=None`, an approved utility template; launched, and its audience frozen (`freeze`)."""
+    from chatman.campaigns import lifecycle
+    from chatman.campaigns.dispatch import freeze_run
+    from chatman.messaging.templates import save_template
+
+    everyone, _ = make_audience(session, size)
+    if body is None:
+        template = save_template(
+            session,
+            {"name": "t", "language": "en", "category": "utility", "status": "approved", "body": "Hello"},
+        )
+        fields["template_id"] = template.id
+    else:
+        fields["body"] = body
+    campaign = lifecycle.create_campaign(session, {"name": "c", "include_segments": [everyone.id], **fields})
+    run = lifecycle.launch(session, campaign.id)
+    session.commit()
+    if freeze:
+        freeze_run(session, run.id)
+    return campaign, run

@@ -116,10 +116,8 @@ def send_batch(
     session.commit()  # the claim and its lease are durable before anything leaves
     with sending.keep_lease(session.get_bind(), token):
         _send_claimed(session, token, message_ids, provider, limiter, options, now, result)
-    if result.ambiguous:  # the provider settles them meanwhile; then recovery asks
-        sending.hold(session, token, utcnow() + AMBIGUOUS_HOLD)
-    else:
-        sending.end_lease(session, token)
+    # Rows the provider did not answer: it settles them meanwhile; then recovery asks.
+    sending.end_lease(session, token, hold_until=utcnow() + AMBIGUOUS_HOLD if result.ambiguous else None)
     session.commit()
     return result
 
@@ -213,12 +211,7 @@ def _rows(session: Session, *where) -> list:
     """Campaign rows with what composing their message needs (the contact, None once deleted)."""
     return session.execute(
         select(
-            Message.id,
-            Message.campaign_id,
-            Message.run_id,
-            Message.step_id,
-            Message.contact_id,
-            Message.attempts,
+            *sending.CLAIMED,
             Contact,
             CampaignStep,
             Campaign.status.label("campaign_status"),

@@ -21,6 +21,15 @@ from chatman.ledger import states
 from chatman.ledger.models import CampaignStat, Message
 
 Key = tuple[int, int, int, str]  # campaign_id, run_id, step_id, metric
+# What a row's metrics are a function of (with whether it was submitted and replied to).
+COUNTED = (
+    Message.campaign_id,
+    Message.run_id,
+    Message.step_id,
+    Message.status,
+    Message.skip_reason,
+    Message.error_code,
+)
 
 
 def metrics_of(
@@ -60,13 +69,7 @@ def apply(session: Session, changes: Iterable[tuple[int, int, int, dict[str, int
             continue
         for metric, n in metrics.items():
             total[(campaign_id, run_id, step_id, metric)] += n
-    rows = [
-        {"campaign_id": c, "run_id": r, "step_id": s, "metric": m, "value": n, "squashed": False}
-        for (c, r, s, m), n in sorted(total.items())
-        if n
-    ]
-    if rows:
-        session.execute(insert(CampaignStat), rows)
+    _insert(session, total, squashed=False)
 
 
 KEY_COLUMNS = (CampaignStat.campaign_id, CampaignStat.run_id, CampaignStat.step_id, CampaignStat.metric)
@@ -101,14 +104,18 @@ def squash(session: Session, runs: int = 200) -> int:
     sums: Counter[Key] = Counter()
     for c, r, s, m, v in folded:
         sums[(c, r, s, m)] += v
+    _insert(session, sums, squashed=True)
+    return len(folded)
+
+
+def _insert(session: Session, values: Counter[Key], squashed: bool) -> None:
     rows = [
-        {"campaign_id": c, "run_id": r, "step_id": s, "metric": m, "value": n, "squashed": True}
-        for (c, r, s, m), n in sorted(sums.items())
+        {"campaign_id": c, "run_id": r, "step_id": s, "metric": m, "value": n, "squashed": squashed}
+        for (c, r, s, m), n in sorted(values.items())
         if n
     ]
     if rows:
         session.execute(insert(CampaignStat), rows)
-    return len(folded)
 
 
 def unsquashed(session: Session) -> bool:
@@ -117,16 +124,7 @@ def unsquashed(session: Session) -> bool:
 
 def recount(session: Session, campaign_id: int | None = None) -> dict[Key, int]:
     """Counters computed afresh from the message rows (grouped in SQL, streamed)."""
-    groups = (
-        Message.campaign_id,
-        Message.run_id,
-        Message.step_id,
-        Message.status,
-        Message.skip_reason,
-        Message.error_code,
-        Message.submitted_at.is_not(None),
-        Message.replied_at.is_not(None),
-    )
+    groups = (*COUNTED, Message.submitted_at.is_not(None), Message.replied_at.is_not(None))
     query = select(*groups, func.count()).where(Message.campaign_id.is_not(None)).group_by(*groups)
     if campaign_id is not None:
         query = query.where(Message.campaign_id == campaign_id)

@@ -35,6 +35,15 @@ from chatman.ledger.models import ClaimLease, Message
 from chatman.ledger.status import apply_pending_events
 from chatman.timeutils import utcnow
 
+# The columns a ClaimedRow is made of.
+CLAIMED = (
+    Message.id,
+    Message.campaign_id,
+    Message.run_id,
+    Message.step_id,
+    Message.contact_id,
+    Message.attempts,
+)
 # A holder renews its lease every RENEW_S; one not renewed for LEASE_S is dead.
 LEASE_S = 20
 RENEW_S = 5
@@ -91,8 +100,13 @@ def hold(session: Session, token: str, until: datetime) -> None:
     session.execute(update(ClaimLease).where(ClaimLease.token == token).values(expires_at=until))
 
 
-def end_lease(session: Session, token: str) -> None:
-    """The holder is done: its lease goes, unless it still has rows claimed (they keep it)."""
+def end_lease(session: Session, token: str, hold_until: datetime | None = None) -> None:
+    """The holder is done: its lease goes, unless it still has rows claimed (they keep it).
+    With `hold_until`, rows the provider did not answer are kept from recovery until then
+    (the provider is settling them)."""
+    if hold_until is not None:
+        hold(session, token, hold_until)
+        return
     session.execute(
         delete(ClaimLease).where(
             ClaimLease.token == token,
@@ -306,17 +320,7 @@ def stale_claims(
     kept), it was claimed before `legacy_before`."""
     expired = ClaimLease.expires_at < now
     query = (
-        select(
-            Message.id,
-            Message.campaign_id,
-            Message.run_id,
-            Message.step_id,
-            Message.contact_id,
-            Message.attempts,
-            Message.claim_token,
-            Message.handed_at,
-            Message.lookups,
-        )
+        select(*CLAIMED, Message.claim_token, Message.handed_at, Message.lookups)
         .outerjoin(ClaimLease, ClaimLease.token == Message.claim_token)
         .where(
             Message.status == states.CLAIMED,

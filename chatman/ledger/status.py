@@ -168,15 +168,7 @@ def _tie(session: Session, events: Sequence[StatusUpdate], now: datetime) -> int
     if not wanted:
         return 0
     rows = session.execute(
-        select(
-            Message.id,
-            Message.campaign_id,
-            Message.run_id,
-            Message.step_id,
-            Message.status,
-            Message.skip_reason,
-            Message.error_code,
-        )
+        select(Message.id, *counters.COUNTED)
         .where(Message.id.in_(wanted), Message.provider_sid.is_(None), Message.status.in_(TIEABLE))
         .order_by(Message.id)
         .with_for_update()

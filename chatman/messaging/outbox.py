@@ -119,10 +119,8 @@ def _send(
         ),
     )
     recorded = record_answers(session, token, [(claimed, answer)])
-    if recorded.ambiguous:  # the provider settles it meanwhile; then recovery asks
-        sending.hold(session, token, utcnow() + AMBIGUOUS_HOLD)
-    else:
-        sending.end_lease(session, token)
+    # No answer: the provider settles it meanwhile; then recovery asks.
+    sending.end_lease(session, token, hold_until=utcnow() + AMBIGUOUS_HOLD if recorded.ambiguous else None)
     session.commit()
     return recorded
 

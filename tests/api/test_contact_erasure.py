@@ -11,7 +11,7 @@ from chatman.jobs import enqueue_dispatch
 from chatman.ledger import counters
 from chatman.ledger.models import Message, MessageEvent
 from chatman.messaging.models import InboundMessage
-from tests.factories import inbound_form, make_audience, make_submitted_run, signed_post
+from tests.factories import inbound_form, launch_campaign, make_submitted_run, signed_post
 from tests.webhooks.test_twilio_status import params
 
 
@@ -60,15 +60,7 @@ def test_deleting_contacts_who_got_messages_keeps_every_figure(app, client, auth
 def test_a_contact_deleted_before_their_turn_is_skipped_and_counted(
     app, client, auth, session, redis, run_worker
 ):
-    everyone, _ = make_audience(session, 12)
-    campaign = lifecycle.create_campaign(
-        session, {"name": "x", "body": "hi", "include_segments": [everyone.id]}
-    )
-    run = lifecycle.launch(session, campaign.id)
-    session.commit()
-    from chatman.campaigns.dispatch import freeze_run
-
-    freeze_run(session, run.id)
+    campaign, run = launch_campaign(session, 12, body="hi")
     victim = session.scalars(select(Contact).where(Contact.dnd.is_(False)).order_by(Contact.id)).first()
     assert client.delete(f"/api/v1/contacts/{victim.id}", headers=auth).status_code == 204
     enqueue_dispatch(redis, run.id)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from chatman import jobs
 from chatman.campaigns import lifecycle
-from chatman.campaigns.dispatch import SendOptions, freeze_run, pending_batches, send_batch, sent_texts
+from chatman.campaigns.dispatch import SendOptions, pending_batches, send_batch, sent_texts
 from chatman.clock import recover_stale_sends, tick
 from chatman.contacts.models import Contact
 from chatman.ledger import counters
@@ -24,7 +24,7 @@ from chatman.messaging.templates import save_template
 from chatman.messaging.twilio import TwilioProvider
 from chatman.timeutils import utcnow
 from tests.conftest import TWILIO_ACCOUNT, twilio_env
-from tests.factories import inbound_form, make_audience, make_contact, signed_post
+from tests.factories import inbound_form, launch_campaign, make_contact, signed_post
 from tests.webhooks.test_twilio_status import params
 
 CALLBACK = "http://testserver/webhooks/twilio/status"
@@ -41,24 +41,6 @@ def twilio(stub, timeout: float = 10.0) -> TwilioProvider:
     )
 
 
-def broadcast(session, size: int, body: str | None = "Hi there", **fields):
-    """A launched campaign (free text `body`, else an approved template) with its audience frozen."""
-    everyone, _ = make_audience(session, size)
-    if body is None:
-        template = save_template(
-            session,
-            {"name": "t", "language": "en", "category": "utility", "status": "approved", "body": "Hello"},
-        )
-        fields["template_id"] = template.id
-    else:
-        fields["body"] = body
-    campaign = lifecycle.create_campaign(session, {"name": "c", "include_segments": [everyone.id], **fields})
-    run = lifecycle.launch(session, campaign.id)
-    session.commit()
-    freeze_run(session, run.id)
-    return campaign, run
-
-
 def recover(session, provider, later: timedelta = timedelta(minutes=2)):
     """The clock's recovery, as it runs once the holders' leases are long gone."""
     now = utcnow() + later
@@ -66,7 +48,7 @@ def recover(session, provider, later: timedelta = timedelta(minutes=2)):
 
 
 def test_a_run_that_waits_its_turn_is_not_dispatched_again(app, session, redis, in_process_jobs):
-    campaign, run = broadcast(session, 1200)
+    campaign, run = launch_campaign(session, 1200)
     session.execute(update(Contact).values(last_inbound_at=utcnow()))
     session.commit()
     assert jobs.dispatch_run(run.id) == 5  # 1,080 eligible rows: five batches, queued
@@ -97,7 +79,7 @@ def test_a_conversation_message_waiting_in_line_gets_one_job(app, session, redis
 
 
 def test_an_unexpected_exception_in_one_send_is_that_messages_result_only(app, session, redis, twilio_stub):
-    campaign, run = broadcast(session, 40, body=None)
+    campaign, run = launch_campaign(session, 40, body=None)
     (ids,) = list(pending_batches(session, run.id))
     twilio_stub.config(mangle=1)  # one answer comes back broken: twilio-python raises ValueError
     provider = twilio(twilio_stub)
@@ -122,7 +104,7 @@ def test_an_unexpected_exception_in_one_send_is_that_messages_result_only(app, s
 
 
 def test_two_sends_to_one_phone_with_lost_answers_each_get_their_own_sid(app, session, redis, twilio_stub):
-    campaign, run = broadcast(session, 10, body="Sale today")
+    campaign, run = launch_campaign(session, 10, body="Sale today")
     customer = session.scalars(select(Contact).where(Contact.dnd.is_(False)).order_by(Contact.id)).first()
     session.execute(update(Contact).values(last_inbound_at=utcnow()))  # windows open: free text may go
     reply = queue_message(session, customer.id, "reply", body="Hello, we open at 10")
@@ -151,7 +133,7 @@ def test_two_sends_to_one_phone_with_lost_answers_each_get_their_own_sid(app, se
 def test_the_first_callback_ties_a_lost_answer_to_its_row(
     app, client, session, redis, twilio_stub, run_worker
 ):
-    campaign, run = broadcast(session, 5, body=None)
+    campaign, run = launch_campaign(session, 5, body=None)
     (ids,) = list(pending_batches(session, run.id))
     twilio_stub.config(hold_after=0)
     options = SendOptions(status_callback=CALLBACK)
@@ -171,7 +153,7 @@ def test_the_first_callback_ties_a_lost_answer_to_its_row(
 
 
 def test_an_error_code_of_an_earlier_try_is_not_kept_by_a_sent_row(app, session, redis, twilio_stub):
-    campaign, run = broadcast(session, 5, body=None)
+    campaign, run = launch_campaign(session, 5, body=None)
     (ids,) = list(pending_batches(session, run.id))
     twilio_stub.config(errors=[{"status": 500, "code": 20500}])
     provider = twilio(twilio_stub)
@@ -188,7 +170,7 @@ def test_the_window_is_asked_right_before_each_group_leaves(app, session, redis,
     """Free text to 108 contacts (of 120; 12 are DND) whose windows close 3 s from now; the
     first group of 100 takes about 5 s to hand over (the stub answers in 0.5 s, 10 at a time):
     the 8 after it are skipped, not sent outside the window."""
-    campaign, run = broadcast(session, 120, body="Thanks for writing!")
+    campaign, run = launch_campaign(session, 120, body="Thanks for writing!")
     session.execute(
         update(Contact).values(last_inbound_at=utcnow() - timedelta(hours=24) + timedelta(seconds=3))
     )
