@@ -58,7 +58,7 @@ from bench._common import (  # noqa: E402
     proc_stat,
     table,
 )
-from chatman import jobs  # noqa: E402
+from chatman import jobs, queues  # noqa: E402
 from chatman.campaigns import lifecycle  # noqa: E402
 from chatman.campaigns.dispatch import BATCH_SIZE, freeze_run  # noqa: E402
 from chatman.campaigns.models import Campaign  # noqa: E402
@@ -187,6 +187,10 @@ def worker_env(database_url: str, stub: StubProcess) -> dict[str, str]:
     }
 
 
+def all_queues(redis: Redis) -> list:
+    return [queues.queue(redis, name) for name in queues.QUEUES]
+
+
 def log_tail(procs: Processes, lines: int = 15) -> str:
     # A job's line carries its arguments (250 ids): cut them short.
     return "\n".join(
@@ -225,10 +229,13 @@ class Watch:
             # leaves rows that no one will decide: say so now, not at the timeout.
             if jobs.worker_count(self.redis) > len(self.workers):
                 raise BenchError(f"a worker that is not ours is registered on {REDIS_URL}")
-            failed = jobs.queue(self.redis).failed_job_registry
-            if failed.count:
-                example = failed.get_job_ids()[0]
-                raise BenchError(f"{failed.count} RQ job(s) failed, e.g. {example}\n{log_tail(self.procs)}")
+            for q in all_queues(self.redis):
+                failed = q.failed_job_registry
+                if failed.count:
+                    example = failed.get_job_ids()[0]
+                    raise BenchError(
+                        f"{failed.count} RQ job(s) failed, e.g. {example}\n{log_tail(self.procs)}"
+                    )
             if time.monotonic() > deadline:
                 raise BenchError(
                     f"timed out after {timeout_s:.0f} s waiting for {what}\n{log_tail(self.procs)}"
@@ -279,9 +286,12 @@ class Bench:
         self.stub.reset()
         # The last jobs of the previous run end after its last row is decided; wait for them
         # so that this run has the workers to itself and its RSS peak is its own.
-        q = jobs.queue(self.redis)
-        started = StartedJobRegistry(queue=q)
-        self.watch.until(lambda: q.count == 0 and started.count == 0, 60, "the queue to drain")
+        every = all_queues(self.redis)
+        self.watch.until(
+            lambda: all(q.count == 0 and StartedJobRegistry(queue=q).count == 0 for q in every),
+            60,
+            "the queues to drain",
+        )
         # This machine's PostgreSQL runs without autovacuum: clear the last run's dead row
         # versions as autovacuum would, or each run pays for the ones before it.
         self.poll.execute(text("VACUUM ANALYZE messages"))
@@ -316,7 +326,7 @@ class Bench:
             ids = session.scalars(
                 select(Message.id).where(Message.run_id == run_id, Message.status == states.PENDING)
             ).all()
-        q = jobs.queue(self.redis)
+        q = queues.queue(self.redis)
         prepared = [
             q.prepare_data(jobs.send_batch, args=(run_id, [i]), result_ttl=0, timeout=jobs.BATCH_TIMEOUT_S)
             for i in ids

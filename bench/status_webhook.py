@@ -1,6 +1,7 @@
 """Signed Twilio status callbacks over HTTP, against the app as production runs it.
 
-    python bench/status_webhook.py [--seconds 20] [--connections 16] [--repeat 3] [--messages 50000]
+    python bench/status_webhook.py [--seconds 20] [--connections 16] [--repeat 3] [--messages 160000]
+                                   [--sustained-seconds 300] [--sustained-load 0.7]
                                    [--access-log] [--no-clock] [--web-workers 2] [--threads 4]
 
 A scratch PostgreSQL database (through the migrations) holds one campaign run of `--messages`
@@ -14,10 +15,16 @@ connections for `--seconds`, in two phases, interleaved `--repeat` times:
   the signature check, touching neither Redis nor the database: the web tier's floor;
 - status callbacks: sent, delivered, read and some undelivered (63024), about 10 % of them
   twice, shuffled, answered 204 once appended to the status stream; each phase ends when the
-  worker has applied the backlog (at most `--drain-timeout` s), so the next starts on a quiet app.
+  worker has applied the backlog (at most `--drain-timeout` s), so the next starts on a quiet app;
+- sustained: status callbacks again, now at a steady `--sustained-load` (70 %) of the capacity
+  the status phases measured, for `--sustained-seconds` (5 minutes): as a long broadcast's
+  statuses come in. Each callback's lag, from the webhook's answer to the moment the worker
+  applied it to its message, is read from `message_events` (received_at, applied_at).
 
 Measured: accepted/s, p50/p99 latency and unexpected answers per phase (medians of the runs);
-the worker's drain after each load (time, events/s); whether anything was lost: every
+the worker's drain after each load (time, events/s); the sustained phase's lag, overall and
+per 30 s window (it must not grow: a drain hands on to a fresh job, never meets its timeout);
+whether anything was lost: every
 (MessageSid, MessageStatus) that got a 2xx must be in `message_events`, each message must end
 in the state its callbacks rank highest, and the counters must equal a recount. CPU use per
 process family is read from /proc in each load window, to show where the machine's time went.
@@ -43,6 +50,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +111,9 @@ CPU_ROWS = [
 LABELS = {
     "reject": "baseline: signed, rejected (400) after the check",
     "status": "status callbacks: appended to the stream (204)",
+    "sustained": "sustained: status callbacks, paced",
 }
+LAG_WINDOW_S = 30
 
 MESSAGES_SQL = """
 WITH new_contacts AS (
@@ -179,6 +189,7 @@ class LoadSpec:
     drain_timeout: float
     sessions: dict[str, int]  # process families whose CPU use is sampled, by session id
     offset: int = 0  # where in the plan this phase starts: earlier phases sent what is before
+    rate: float | None = None  # requests/s, paced; None: each connection as fast as it is answered
 
 
 def run_load(spec: LoadSpec) -> None:
@@ -189,7 +200,8 @@ def run_load(spec: LoadSpec) -> None:
         plan = [(index, None) for index, _ in plan[:BASELINE_POOL]]
     else:
         # Signing takes ~45 us a body: only as many as this phase could possibly send.
-        plan = plan[spec.offset : spec.offset + int(spec.seconds * MAX_RATE)]
+        most = int(spec.seconds * (spec.rate * 1.05 if spec.rate else MAX_RATE))
+        plan = plan[spec.offset : spec.offset + most]
     requests = [signed(validator, spec.url, callback_form(index, status)) for index, status in plan]
     warmup = [
         signed(validator, spec.url, callback_form(index, None))
@@ -239,12 +251,17 @@ async def _drive(
     async def connection(
         work: list[tuple[bytes, dict[str, str]]], deadline: float, record: bool, repeat: bool
     ) -> None:
-        """One keep-alive connection: the next request as soon as the last one is answered."""
+        """One keep-alive connection: the next request as soon as the last one is answered (or,
+        paced, when its time comes)."""
         nonlocal position
         while time.perf_counter() < deadline:
             if position >= len(work) and not repeat:
                 return
             i, position = position, position + 1
+            if spec.rate and record:  # paced: request i leaves at its time, however the last went
+                await asyncio.sleep(max(0.0, start + i / spec.rate - time.perf_counter()))
+                if time.perf_counter() >= deadline:
+                    return
             body, headers = work[i % len(work)]
             started = time.perf_counter()
             try:
@@ -319,8 +336,7 @@ class Phase:
         return self.ok / self.result["elapsed"]
 
     def latency_ms(self, q: float) -> float:
-        ordered = sorted(self.result["latencies"])
-        return 1000 * ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+        return 1000 * quantile(self.result["latencies"], q)
 
 
 def run_phase(procs: Processes, spec: LoadSpec, label: str, expected: int, timeout_s: float) -> Phase:
@@ -372,6 +388,59 @@ def final_states(accepted: list[tuple[int, str]]) -> dict[str, str]:
     return best
 
 
+def quantile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank quantile (nan of nothing)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def sustained_lags(session: Session, phase: Phase) -> list[tuple[float, float]]:
+    """(seconds into the phase, lag in seconds) of each callback the phase brought: from the
+    webhook's answer (received_at) to its message moving (applied_at); unapplied ones count as
+    lagging until now."""
+    start, end = phase.result["start_wall"], phase.result["end_wall"]
+    rows = session.execute(
+        select(MessageEvent.received_at, MessageEvent.applied_at).where(
+            MessageEvent.received_at >= datetime.fromtimestamp(start, UTC),
+            MessageEvent.received_at <= datetime.fromtimestamp(end + 1, UTC),
+        )
+    ).all()
+    now = utcnow()
+    return [(got.timestamp() - start, ((applied or now) - got).total_seconds()) for got, applied in rows]
+
+
+def print_sustained(
+    phase: Phase, lags: list[tuple[float, float]], jobs: tuple[int, int], capacity: float, args
+) -> None:
+    answered = Counter(phase.result["codes"])
+    print(
+        f"Sustained: {phase.rate:,.0f} callbacks/s accepted for {phase.result['elapsed']:.0f} s, paced at "
+        f"{args.sustained_load:.0%} of the {capacity:,.0f}/s measured above; HTTP p99 "
+        f"{phase.latency_ms(0.99):.1f} ms; answers {dict(sorted(answered.items()))}; drain jobs run / failed "
+        f"{jobs[0]:,} / {jobs[1]:,}; lag = webhook's answer to the message moving in the ledger"
+    )
+    rows = []
+    windows = int(math.ceil(phase.result["elapsed"] / LAG_WINDOW_S))
+    for w in range(windows):
+        inside = [lag for at, lag in lags if w * LAG_WINDOW_S <= at < (w + 1) * LAG_WINDOW_S]
+        rows.append(
+            [
+                f"{w * LAG_WINDOW_S}-{(w + 1) * LAG_WINDOW_S}",
+                f"{len(inside):,}",
+                f"{quantile(inside, 0.5):.3f}",
+                f"{quantile(inside, 0.99):.3f}",
+                f"{max(inside, default=float('nan')):.3f}",
+            ]
+        )
+    every = [lag for _, lag in lags]
+    rows.append(["all", f"{len(every):,}", f"{quantile(every, 0.5):.3f}", f"{quantile(every, 0.99):.3f}",
+                 f"{max(every, default=float('nan')):.3f}"])  # fmt: skip
+    headers = ["seconds into the phase", "callbacks (distinct)", "lag p50 s", "lag p99 s", "lag max s"]
+    print(table(headers, rows))
+
+
 def worker_job_counts(connection: Redis) -> tuple[int, int]:
     from rq import Worker
 
@@ -401,7 +470,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20, help="load time per phase")
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
-    parser.add_argument("--messages", type=int, default=50_000, help="submitted messages in the run")
+    parser.add_argument("--messages", type=int, default=200_000, help="submitted messages in the run")
+    parser.add_argument("--sustained-seconds", type=float, default=300, help="sustained phase (0: none)")
+    parser.add_argument("--sustained-load", type=float, default=0.7, help="of the measured capacity")
     parser.add_argument("--drain-timeout", type=float, default=120, help="wait for the worker at most")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (Procfile: 2)")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (Procfile: 4)")
@@ -450,34 +521,37 @@ def main() -> None:
         "TRUST_PROXY_HEADERS": "false",
     }
     planned = len(plan_callbacks(args.messages, args.seed))
-    # Signing the bodies (~45 us each) and waiting for the drain come on top of the load.
-    load_timeout = args.seconds * (1 + MAX_RATE * 100e-6) + args.drain_timeout + 60
 
     baselines: list[Phase] = []
     runs: list[Phase] = []
+    sustained: Phase | None = None
+    sustained_jobs = (0, 0)
     worker_cpu, jobs = 0.0, (0, 0)
     with tempfile.TemporaryDirectory(prefix="bench-status-") as tmp:
         procs = Processes(Path(tmp), env)
         try:
             with running_app(procs, args, port) as sessions:
 
-                def phase(kind: str, offset: int = 0) -> Phase:
+                def phase(kind: str, offset: int = 0, seconds: float = args.seconds, rate=None) -> Phase:
                     spec = LoadSpec(
-                        kind=kind,
+                        kind="reject" if kind == "reject" else "status",
                         url=base_url + PATH,
                         key=key,
                         redis_url=REDIS_URL,
                         messages=args.messages,
                         seed=args.seed,
-                        seconds=args.seconds,
+                        seconds=seconds,
                         connections=args.connections,
                         out=f"{tmp}/{kind}.json",
                         drain_timeout=args.drain_timeout,
                         sessions=sessions,
                         offset=offset,
+                        rate=rate,
                     )
                     expected = 400 if kind == "reject" else 204
-                    return run_phase(procs, spec, LABELS[kind], expected, load_timeout)
+                    # Signing the bodies (~45 us each) and waiting for the drain come on top.
+                    timeout = seconds * (1 + (rate or MAX_RATE) * 100e-6) + args.drain_timeout + 60
+                    return run_phase(procs, spec, LABELS[kind], expected, timeout)
 
                 offset = 0
                 # Interleaved, so that both phases see the same machine: its neighbours come and go.
@@ -497,6 +571,16 @@ def main() -> None:
                     )
                     if runs[-1].result["left"]:
                         break  # the next phases would run beside a drain: no fair figure
+                if args.sustained_seconds and not runs[-1].result["left"]:
+                    rate = args.sustained_load * median([p.rate for p in runs])
+                    if offset + rate * args.sustained_seconds * 1.05 > planned:
+                        raise RuntimeError("too few callbacks planned for a sustained phase: more --messages")
+                    jobs_before = worker_job_counts(connection)
+                    sustained = phase("sustained", offset, seconds=args.sustained_seconds, rate=rate)
+                    sustained_jobs = tuple(
+                        after - before
+                        for after, before in zip(worker_job_counts(connection), jobs_before, strict=True)
+                    )
         except BaseException:
             for name in ("web", "worker"):
                 if (Path(tmp) / f"{name}.log").exists():
@@ -505,7 +589,8 @@ def main() -> None:
         finally:
             procs.stop_all()
 
-    accepted = [(index, status) for run in runs for index, status in run.result["accepted"]]
+    loads = [*runs, *([sustained] if sustained else [])]
+    accepted = [(index, status) for run in loads for index, status in run.result["accepted"]]
     pairs = {(sid_of(index), status) for index, status in accepted}
     with db.sessionmaker() as session:
         events = session.execute(select(MessageEvent.provider_sid, MessageEvent.status))
@@ -517,6 +602,7 @@ def main() -> None:
             sid: status for sid, status in session.execute(select(Message.provider_sid, Message.status))
         }
         differences = counters.differences(session, campaign_id)
+        lags = sustained_lags(session, sustained) if sustained else []
     db.dispose()
     lost = len(pairs - stored)
     wrong = sum(1 for sid, state in final_states(accepted).items() if finals.get(sid) != state)
@@ -597,8 +683,13 @@ def main() -> None:
         ["counter differences from a recount", f"{len(differences):,}"],
     ]
     print(table(["applying", "value"], applied_rows))
+    if sustained:
+        print()
+        print_sustained(sustained, lags, sustained_jobs, callbacks_rate, args)
     print(f"callbacks_per_s: {callbacks_rate:.0f}")
     print(f"callbacks_p99_ms: {callbacks_p99:.1f}")
+    if sustained:
+        print(f"status_lag_p99_s: {quantile([lag for _, lag in lags], 0.99):.2f}")
     print(f"callbacks_lost: {lost}")
 
 

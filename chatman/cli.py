@@ -179,6 +179,18 @@ def statuses_set_aside(limit: int) -> None:
     click.echo(f"{inbox.set_aside_count(redis_client(), inbox.STATUS)} set aside in all")
 
 
+@statuses_cli.command("retry-set-aside")
+def statuses_retry_set_aside() -> None:
+    """Put the set-aside callbacks back in line (once what refused them is fixed)."""
+    from chatman import inbox
+    from chatman.jobs import enqueue_status_drain
+
+    moved = inbox.retry_set_aside(redis_client(), inbox.STATUS)
+    if moved:
+        enqueue_status_drain(redis_client(), settings())
+    click.echo(f"{moved} callbacks back in line")
+
+
 @simulator_cli.command("say")
 @click.argument("phone")
 @click.argument("text", required=False)

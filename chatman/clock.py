@@ -110,7 +110,11 @@ def recover_stale_sends(db: Database, connection: Redis, stale_after_s: float) -
         with db.sessionmaker() as session:
             if sending.stale_claims(session, now, now - legacy, limit=1):
                 enqueued += enqueue_once(
-                    connection, jobs.recover_stale_sends, "recover-stale-sends", now.isoformat()
+                    connection,
+                    jobs.recover_stale_sends,
+                    "recover-stale-sends",
+                    now.isoformat(),
+                    job_timeout=180,
                 )
             for run_id in dispatch.quiet_runs(session, now - QUIET_RUN):
                 if not queues.has_live_job(connection, jobs.run_group(run_id)):

@@ -41,9 +41,9 @@ def ensure_instance_secret() -> Path | None:
     if os.environ.get("SECRET_KEY"):
         return None
     path = instance_dir() / SECRET_FILE
-    if not path.exists():
+    if not path.exists() or not path.read_text().strip():  # missing, or left empty by a crash
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(48) + "\n")
     return path

@@ -111,6 +111,24 @@ def set_aside(connection: Redis, stream: str, refused: list[tuple[Entry, str]]) 
     pipe.execute()
 
 
+def retry_set_aside(connection: Redis, stream: str) -> int:
+    """Put every set-aside event back in line (once what refused them is fixed); returns how
+    many. One still refused is set aside again, with its reason."""
+    aside = f"{stream}:set-aside"
+    moved = 0
+    while entries := connection.xrange(aside, count=500):
+        pipe = connection.pipeline(transaction=True)
+        for entry_id, fields in entries:
+            again = {"data": fields[b"data"]}
+            if b"m" in fields:
+                again["m"] = fields[b"m"]
+            pipe.xadd(stream, again)
+            pipe.xdel(aside, entry_id)
+        pipe.execute()
+        moved += len(entries)
+    return moved
+
+
 def set_aside_entries(connection: Redis, stream: str, count: int = 100) -> list[dict[str, str]]:
     """The latest events set aside, newest first: what they held and why."""
     return [
@@ -121,10 +139,6 @@ def set_aside_entries(connection: Redis, stream: str, count: int = 100) -> list[
 
 def stop_kicking(connection: Redis, stream: str) -> None:
     connection.delete(f"{stream}:kick")
-
-
-def kicked(connection: Redis, stream: str) -> bool:
-    return bool(connection.exists(f"{stream}:kick"))
 
 
 def backlog(connection: Redis, stream: str) -> int:

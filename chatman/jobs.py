@@ -26,8 +26,8 @@ from chatman.config import Settings, load_settings
 from chatman.db import Database
 from chatman.queues import QUEUES, REPLIES, enqueue_once, hand_on
 
-# Longer than any batch takes, shorter than STALE_CLAIM_S: a batch that overruns is killed
-# before the clock treats its rows as abandoned.
+# Longer than any batch takes: RQ stops one that overruns (its lease then runs out, and
+# recovery settles its rows).
 BATCH_TIMEOUT_S = 600
 RETRY_DELAY = timedelta(seconds=5)
 # How long the status drain waits to gather a trickle of callbacks into one transaction:
@@ -235,7 +235,9 @@ def apply_status_events(batch: int = 1000) -> int:
     while True:
         entries = inbox.read(connection, inbox.STATUS, consumer, batch, wait_ms=GATHER_MS)
         if not entries:
-            # Clear the flag, then look once more: an event added in between is not stranded.
+            # Let go of the name and clear the flag, then look once more: an event added
+            # meanwhile starts a fresh drain at once, or is found by this look.
+            queues.let_go(connection, STATUS_DRAIN)
             inbox.stop_kicking(connection, inbox.STATUS)
             entries = inbox.read(connection, inbox.STATUS, consumer, batch)
             if not entries:

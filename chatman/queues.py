@@ -44,6 +44,8 @@ HEARTBEAT_S = 2.0
 ALIVE_TTL_S = 6
 TRACK = "chatman:jobs:"
 TRACK_TTL_S = 7 * 86_400
+# A job is tracked just before it is enqueued: one missing this soon after is on its way.
+ENQUEUING_S = 10
 JOB_DEFAULTS = {"result_ttl": 0, "failure_ttl": 3600}
 # A scheduled job this far past its time is not coming: the only scheduler that could move
 # it died with its worker, and RQ lets another take over only minutes later.
@@ -94,6 +96,14 @@ def hand_on(connection: Redis, func: Callable, name: str, *args: Any, **keywords
     if current not in (me.id, None):
         return False
     return _become_holder(connection, name, current, func, args, **keywords)
+
+
+def let_go(connection: Redis, name: str) -> None:
+    """From the job holding `name`: stop holding it (a job that ends may still look for more
+    work afterwards), so that whoever has work for it now enqueues a fresh one at once."""
+    me = get_current_job()
+    if me is not None:
+        connection.register_script(_SWAP)(keys=[HOLDER + name], args=[me.id, "", 1])
 
 
 def job_alive(connection: Redis, job_id: str) -> bool:
@@ -150,10 +160,11 @@ def enqueue_tracked_in(
 
 
 def track(connection: Redis, group: str, job_ids: Iterable[str]) -> None:
+    """Count these jobs as `group`'s from now (tracked with the time, for `has_live_job`)."""
     job_ids = list(job_ids)
     if job_ids:
         pipe = connection.pipeline(transaction=False)
-        pipe.sadd(TRACK + group, *job_ids)
+        pipe.zadd(TRACK + group, dict.fromkeys(job_ids, time.time()))
         pipe.expire(TRACK + group, TRACK_TTL_S)
         pipe.execute()
 
@@ -162,25 +173,26 @@ def done(connection: Redis, group: str) -> None:
     """The current job of `group` is over: it no longer counts as the group's live job."""
     me = get_current_job()
     if me is not None:
-        connection.srem(TRACK + group, me.id)
+        connection.zrem(TRACK + group, me.id)
 
 
 def has_live_job(connection: Redis, group: str) -> bool:
-    """Does any job of `group` wait or run? Jobs found gone are forgotten on the way."""
+    """Does any job of `group` wait or run? Jobs found gone are forgotten on the way. A job
+    tracked moments ago but not there yet is being enqueued: it counts."""
     key = TRACK + group
     me = get_current_job()
     gone = []
     found = False
-    for raw in connection.sscan_iter(key, count=200):
+    for raw, tracked_at in connection.zscan_iter(key, count=200):
         job_id = raw.decode()
         if me is not None and job_id == me.id:
             continue
-        if job_alive(connection, job_id):
+        if job_alive(connection, job_id) or tracked_at > time.time() - ENQUEUING_S:
             found = True
             break
         gone.append(job_id)
     if gone:
-        connection.srem(key, *gone)
+        connection.zrem(key, *gone)
     return found
 
 

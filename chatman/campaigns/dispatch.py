@@ -114,8 +114,8 @@ def send_batch(
         session.commit()
         return result
     session.commit()  # the claim and its lease are durable before anything leaves
-    with sending.keep_lease(session.get_bind(), token):
-        _send_claimed(session, token, message_ids, provider, limiter, options, now, result)
+    with sending.keep_lease(session.get_bind(), token) as lease:
+        _send_claimed(session, token, lease, message_ids, provider, limiter, options, now, result)
     # Rows the provider did not answer: it settles them meanwhile; then recovery asks.
     sending.end_lease(session, token, hold_until=utcnow() + AMBIGUOUS_HOLD if result.ambiguous else None)
     session.commit()
@@ -125,6 +125,7 @@ def send_batch(
 def _send_claimed(
     session: Session,
     token: str,
+    lease: sending.Lease,
     message_ids: Sequence[int],
     provider: Provider,
     limiter: RateLimiter | None,
@@ -164,7 +165,7 @@ def _send_claimed(
             group = outgoing[start : start + GROUP_SIZE]
             while group:
                 granted = limiter.acquire(len(group)) if limiter else len(group)
-                _send_group(session, token, group[:granted], provider, pool, result)
+                _send_group(session, token, lease, group[:granted], provider, pool, result)
                 group = group[granted:]
 
 
@@ -178,6 +179,7 @@ class Outgoing:
 def _send_group(
     session: Session,
     token: str,
+    lease: sending.Lease,
     group: list[Outgoing],
     provider: Provider,
     pool: ThreadPoolExecutor,
@@ -197,7 +199,7 @@ def _send_group(
     owned = sending.hand(session, token, [o.row.id for o in group], now)
     session.commit()
     group = [o for o in group if o.row.id in owned]
-    answers = list(pool.map(lambda o: send_safely(provider, o.message), group))
+    answers = list(pool.map(lambda o: send_safely(provider, o.message, lease), group))
     recorded = record_answers(session, token, [(o.row, a) for o, a in zip(group, answers, strict=True)])
     session.commit()
     result.submitted += recorded.submitted

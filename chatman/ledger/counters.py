@@ -90,9 +90,7 @@ def squash(session: Session, runs: int = 200) -> int:
     if not try_advisory_lock(session, "campaign_stats.squash"):
         return 0
     run_ids = list(
-        session.scalars(
-            select(CampaignStat.run_id).where(CampaignStat.squashed.is_(False)).distinct().limit(runs)
-        )
+        session.scalars(select(CampaignStat.run_id).where(~CampaignStat.squashed).distinct().limit(runs))
     )
     if not run_ids:
         return 0
@@ -119,7 +117,7 @@ def _insert(session: Session, values: Counter[Key], squashed: bool) -> None:
 
 
 def unsquashed(session: Session) -> bool:
-    return bool(session.scalar(select(exists().where(CampaignStat.squashed.is_(False)))))
+    return bool(session.scalar(select(exists().where(~CampaignStat.squashed))))
 
 
 def recount(session: Session, campaign_id: int | None = None) -> dict[Key, int]:

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,10 +48,14 @@ CLAIMED = (
 # A holder renews its lease every RENEW_S; one not renewed for LEASE_S is dead.
 LEASE_S = 20
 RENEW_S = 5
-# A row handed to the provider is looked up only this long after its holder's lease ran out:
-# longer than a request to the provider can take, so no request of the dead holder is still
-# on its way when we ask.
-HANDED_GRACE = timedelta(seconds=15)
+# A holder starts no request to the provider unless it renewed its lease this recently, so
+# whatever it started ends (a send takes 32 s at the most: three tries of 10 s, backing off)
+# before HANDED_GRACE after its lease ran out.
+SEND_FRESH_S = 10
+# A row handed to the provider is looked up only this long after its holder's lease ran out,
+# when no request of that holder can still be on its way. (Hosts' clocks are taken to agree
+# within a few seconds, as NTP keeps them.)
+HANDED_GRACE = timedelta(seconds=25)
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 log = logging.getLogger(__name__)
 
@@ -124,24 +129,40 @@ def renew(connection: Connection, tokens: Sequence[str], now: datetime) -> None:
     )
 
 
+class Lease:
+    """A lease being renewed (see keep_lease), and whether it is safe to start a send."""
+
+    def __init__(self) -> None:
+        self.renewed = time.monotonic()  # taken (or renewed) in the database at this moment
+
+    def fresh(self) -> bool:
+        """Renewed recently enough that nobody can have taken the rows over, nor will while a
+        send started now lasts: a holder that cannot renew (its database unreachable) stops
+        sending rather than race the recovery."""
+        return time.monotonic() - self.renewed < SEND_FRESH_S
+
+
 @contextmanager
-def keep_lease(engine: Engine, token: str) -> Iterator[None]:
+def keep_lease(engine: Engine, token: str) -> Iterator[Lease]:
     """Renew `token`'s lease every RENEW_S, from a thread with its own connection, while the
     block runs: the lease then lasts as long as the process that holds it."""
     stop = threading.Event()
+    lease = Lease()
 
     def beat() -> None:
         while not stop.wait(RENEW_S):
+            started = time.monotonic()
             try:
                 with engine.begin() as connection:
                     renew(connection, [token], utcnow())
+                lease.renewed = started
             except SQLAlchemyError as exc:  # the database is away: the next beat tries again
                 log.warning("could not renew lease %s: %s", token, exc)
 
     thread = threading.Thread(target=beat, name=f"lease-{token[:8]}", daemon=True)
     thread.start()
     try:
-        yield
+        yield lease
     finally:
         stop.set()
         thread.join(RENEW_S)
@@ -156,8 +177,14 @@ def release(session: Session, token: str, ids: Iterable[int], refund: bool = Fal
     attempts = Message.attempts - 1 if refund else Message.attempts
     return session.execute(
         update(Message)
-        .where(Message.id.in_(ids), Message.claim_token == token, Message.status == states.CLAIMED)
-        .values(status=states.PENDING, claim_token=None, handed_at=None, attempts=attempts)
+        .where(
+            Message.id.in_(ids),
+            Message.claim_token == token,
+            Message.status == states.CLAIMED,
+            # One handed over meanwhile (its holder was slow, not dead) is the provider's now.
+            Message.handed_at.is_(None),
+        )
+        .values(status=states.PENDING, claim_token=None, attempts=attempts)
     ).rowcount
 
 
@@ -179,9 +206,10 @@ def skip_pending(session: Session, run_ids: Iterable[int], reason: str) -> int:
     run_ids = list(run_ids)
     if not run_ids:
         return 0
+    ids = lock_in_order(session, Message.run_id.in_(run_ids), Message.status == states.PENDING)
     rows = session.execute(
         update(Message)
-        .where(Message.run_id.in_(run_ids), Message.status == states.PENDING)
+        .where(Message.id.in_(ids), Message.status == states.PENDING)
         .values(status=states.SKIPPED, skip_reason=reason, claim_token=None)
         .returning(Message.campaign_id, Message.run_id, Message.step_id)
     ).all()
@@ -190,17 +218,21 @@ def skip_pending(session: Session, run_ids: Iterable[int], reason: str) -> int:
 
 
 def hand(session: Session, token: str, ids: Sequence[int], now: datetime) -> set[int]:
-    """Mark rows as going to the provider now; returns the ids this holder still owns.
+    """Mark rows as going to the provider now; returns the ids this holder still owns, under
+    a lease that has not run out (a holder that lost it must not send).
 
     Committed before the provider call: from here on, a crash leaves a row the provider may
     or may not have, and recovery asks the provider rather than sending it again.
     """
     if not ids:
         return set()
+    leased = exists().where(ClaimLease.token == token, ClaimLease.expires_at > now)
     return set(
         session.scalars(
             update(Message)
-            .where(Message.id.in_(ids), Message.claim_token == token, Message.status == states.CLAIMED)
+            .where(
+                Message.id.in_(ids), Message.claim_token == token, Message.status == states.CLAIMED, leased
+            )
             .values(handed_at=now)
             .returning(Message.id)
         )
@@ -223,21 +255,17 @@ def record_results(
     failed: Sequence[Failure] = (),
     unconfirmed: Sequence[ClaimedRow] = (),
     now: datetime | None = None,
+    unhanded: bool = False,
 ) -> Recorded:
-    """Record the provider's answers for rows the holder `token` owns.
+    """Record the provider's answers for rows the holder `token` owns (with `unhanded`: only
+    those not handed to the provider, as a slow holder may have done meanwhile).
 
     submitted: (row, provider sid); retry: back to pending for a later batch; failed: final,
     with the provider's code; unconfirmed: the provider could not tell, never sent again.
     Status callbacks that arrived before their sid are applied.
     """
-    owned = {
-        r.id
-        for r in _owned(
-            session,
-            token,
-            [*(r for r, _ in submitted), *(f.row for f in retry), *(f.row for f in failed), *unconfirmed],
-        )
-    }
+    rows = [*(r for r, _ in submitted), *(f.row for f in retry), *(f.row for f in failed), *unconfirmed]
+    owned = {r.id for r in _owned(session, token, rows, unhanded)}
     submitted = [(r, sid) for r, sid in submitted if r.id in owned]
     retry = [f for f in retry if f.row.id in owned]
     failed = [f for f in failed if f.row.id in owned]
@@ -395,22 +423,26 @@ def sweep_leases(session: Session, now: datetime) -> int:
     ).rowcount
 
 
-def _owned(session: Session, token: str, rows: Sequence[ClaimedRow]) -> list[ClaimedRow]:
+def lock_in_order(session: Session, *where) -> list[int]:
+    """Lock the message rows that match, in id order, and return their ids. Writers that touch
+    many rows at once (a cancel, an erasure, the status drain) lock this way, so none waits on
+    another in a cycle."""
+    return list(session.scalars(select(Message.id).where(*where).order_by(Message.id).with_for_update()))
+
+
+def _owned(
+    session: Session, token: str, rows: Sequence[ClaimedRow], unhanded: bool = False
+) -> list[ClaimedRow]:
     if not rows:
         return []
-    ids = set(
-        session.scalars(
-            select(Message.id)
-            .where(
-                Message.id.in_([r.id for r in rows]),
-                Message.claim_token == token,
-                Message.status == states.CLAIMED,
-            )
-            # In id order, as every writer locks message rows: none waits on another in a cycle.
-            .order_by(Message.id)
-            .with_for_update()
-        )
-    )
+    where = [
+        Message.id.in_([r.id for r in rows]),
+        Message.claim_token == token,
+        Message.status == states.CLAIMED,
+    ]
+    if unhanded:
+        where.append(Message.handed_at.is_(None))
+    ids = set(lock_in_order(session, *where))
     return [r for r in rows if r.id in ids]
 
 

@@ -19,8 +19,6 @@ SKIPPED = "skipped"
 UNCONFIRMED = "unconfirmed"
 
 STATES = (PENDING, CLAIMED, SUBMITTED, SENT, DELIVERED, READ, FAILED, SKIPPED, UNCONFIRMED)
-# Decided: no batch will send these rows (again).
-DECIDED = frozenset({SUBMITTED, SENT, DELIVERED, READ, FAILED, SKIPPED, UNCONFIRMED})
 
 # Rank of a provider-reported status. Failure ranks above sent (Twilio handed the message on,
 # then WhatsApp could not deliver it: "undelivered" after "sent" is the truth) and below

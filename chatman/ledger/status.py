@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -80,6 +80,7 @@ def record_many(session: Session, events: Sequence[StatusUpdate], now: datetime 
     )
     outcome.duplicates = len(events) - outcome.stored
     outcome.tied = _tie(session, events, now)
+    _forget_erased(session, {e.provider_sid for e in events})
     sids = {e.provider_sid for e in events}
     outcome.moved, known = _apply(session, sids, now)
     outcome.waiting = sids - known
@@ -107,7 +108,10 @@ def record_isolated(
                 return
             except TRY_AGAIN_LATER:
                 raise
-            except Exception as exc:  # this batch holds something the database will not take
+            # The database refused the batch, or its driver could not encode a value (a lone
+            # surrogate): something in it will not go in. Anything else is no fault of the
+            # events (a bug, a job timeout) and is raised: they stay in the inbox, unacknowledged.
+            except (SQLAlchemyError, UnicodeError) as exc:
                 session.rollback()
                 error = exc
         if len(indexes) == 1:
@@ -196,6 +200,18 @@ def _tie(session: Session, events: Sequence[StatusUpdate], now: datetime) -> int
         changes.append((row.campaign_id, row.run_id, row.step_id, counters.delta(before, after)))
     counters.apply(session, changes)
     return len(rows)
+
+
+def _forget_erased(session: Session, sids: set[str]) -> None:
+    """A callback for a message whose contact was deleted keeps nothing that names them (its
+    payload carries the phone number): the contact was erased, their messages stay anonymous."""
+    erased = select(Message.provider_sid).where(Message.provider_sid.in_(sids), Message.contact_id.is_(None))
+    session.execute(
+        update(MessageEvent)
+        .where(MessageEvent.provider_sid.in_(erased), MessageEvent.applied.is_(False))
+        .values(payload={}, error_message=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[str]]:

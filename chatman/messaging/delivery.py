@@ -13,6 +13,7 @@ never sent again, counted apart.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -26,8 +27,8 @@ from sqlalchemy.orm import Session
 from chatman.contacts.dnd import set_dnd
 from chatman.contacts.models import Contact
 from chatman.ledger import sending, states
-from chatman.ledger.models import Message
-from chatman.messaging.providers import OPT_OUT_CODES, Provider, ProviderMessage, SendResult
+from chatman.ledger.models import ClaimLease, Message
+from chatman.messaging.providers import CLOCK_SKEW, OPT_OUT_CODES, Provider, ProviderMessage, SendResult
 from chatman.timeutils import utcnow
 
 # Tries of one row (claims that reached the provider or died) before it fails for good.
@@ -39,12 +40,13 @@ LOOKUP_BACKOFF = timedelta(seconds=30)
 # A send that got no answer (a read timeout) is left to the provider this long before it is
 # looked up: Twilio may still be working on the request.
 AMBIGUOUS_HOLD = timedelta(seconds=45)
-# While recovery asks the provider, its rows are its own.
+# While recovery asks the provider, its rows are its own (the lease is renewed meanwhile).
 LOOKUP_LEASE = timedelta(minutes=2)
 # The provider creates a message while the request that sends it lasts (timeouts and retries
-# included); its clock and ours disagree by up to CLOCK_SKEW.
+# included).
 SEND_SPAN = timedelta(seconds=60)
-CLOCK_SKEW = timedelta(minutes=2)
+# One recovery works this long at most; the clock starts another for what is left.
+BUDGET_S = 60
 
 # Row id -> the text the provider shows for it, None where we cannot tell (a content template).
 Describe = Callable[[Session, Sequence[sending.ClaimedRow]], dict[int, str | None]]
@@ -115,18 +117,22 @@ def recover_stale_claims(
     ids: Sequence[int] | None = None,
     threads: int = 8,
 ) -> Recovery:
-    """Settle claimed rows whose holder is gone (sending.stale_claims), committing as it goes.
-    `describe` tells the text of campaign rows (conversation rows carry theirs)."""
+    """Settle claimed rows whose holder is gone as of `now` (sending.stale_claims), committing
+    as it goes, for BUDGET_S at most. `describe` tells the text of campaign rows (conversation
+    rows carry theirs)."""
     report = Recovery()
     seen: set[int] = set()
-    while stale := [
-        s for s in sending.stale_claims(session, now, legacy_before, ids=ids) if s.row.id not in seen
-    ]:
+    until = time.monotonic() + BUDGET_S
+    while time.monotonic() < until and (
+        stale := [
+            s for s in sending.stale_claims(session, now, legacy_before, ids=ids) if s.row.id not in seen
+        ]
+    ):
         seen.update(s.row.id for s in stale)
         report.runs.update(s.row.run_id for s in stale if s.row.run_id is not None)
         for token, group in _by_token([s for s in stale if s.handed_at is None]).items():
             tired = [s.row for s in group if s.row.attempts >= MAX_ATTEMPTS]
-            report.abandoned += _abandon(session, token, tired)
+            report.abandoned += _abandon(session, token, tired, unhanded=True)
             fresh = [s.row for s in group if s.row.attempts < MAX_ATTEMPTS]
             released = sending.release(session, token, [r.id for r in fresh])
             report.released += released
@@ -136,9 +142,10 @@ def recover_stale_claims(
         handed = [s for s in stale if s.handed_at is not None]
         if handed:
             token = str(uuid.uuid4())
-            handed = sending.adopt(session, handed, token, now + LOOKUP_LEASE)
+            handed = sending.adopt(session, handed, token, utcnow() + LOOKUP_LEASE)
             session.commit()
-            _settle_handed(session, provider, token, handed, now, describe, threads, report)
+            with sending.keep_lease(session.get_bind(), token):
+                _settle_handed(session, provider, token, handed, describe, threads, report)
             sending.end_lease(session, token)
             session.commit()
     sending.sweep_leases(session, now)
@@ -151,7 +158,6 @@ def _settle_handed(
     provider: Provider,
     token: str,
     handed: list[sending.StaleClaim],
-    now: datetime,
     describe: Describe | None,
     threads: int,
     report: Recovery,
@@ -165,15 +171,19 @@ def _settle_handed(
         ).all()
     )
     texts = _texts(session, [s.row for s in handed], describe)
-    # Another holder is sending to the same phone right now: what the provider lists could be
-    # its message, so these wait until it has its answer.
+    # A live holder is sending to the same phone right now: what the provider lists could be
+    # its message, so these wait (under this recovery's lease, which runs out in a minute or
+    # two) until it has its answer; waiting asks nothing, so it counts no lookup.
     busy = set(
         session.scalars(
-            select(Message.contact_id).where(
+            select(Message.contact_id)
+            .join(ClaimLease, ClaimLease.token == Message.claim_token)
+            .where(
                 Message.contact_id.in_(phones),
                 Message.status == states.CLAIMED,
                 Message.handed_at.is_not(None),
                 Message.claim_token != token,
+                ClaimLease.expires_at > utcnow(),
             )
         )
     )
@@ -185,7 +195,6 @@ def _settle_handed(
                 by_phone[phones[s.row.contact_id]].append(s)
         else:
             nobody.append(s.row)  # the contact was deleted: there is no one to look up
-    waiting = [s for s in handed if s.row.contact_id in busy]
     with ThreadPoolExecutor(threads) as pool:
         listed = dict(
             zip(
@@ -196,7 +205,7 @@ def _settle_handed(
         )
     candidates = {m.sid for found in listed.values() if found for m in found}
     taken = set(session.scalars(select(Message.provider_sid).where(Message.provider_sid.in_(candidates))))
-    found, lacking, unknown = [], [], [s.row for s in waiting]
+    found, lacking, unknown = [], [], []
     for phone, claims in by_phone.items():
         if listed[phone] is None:  # the provider could not be asked
             unknown += [s.row for s in claims]
@@ -213,7 +222,9 @@ def _settle_handed(
         session, token, retry=[sending.Failure(r, None) for r in again], now=utcnow()
     ).retry
     report.back_in_line(again)
-    _ask_later(session, token, [*unknown, *nobody], {i: s.lookups for i, s in rows.items()}, now, report)
+    # Nobody to ask about a deleted contact's message: it is settled at once.
+    report.unconfirmed += sending.record_results(session, token, unconfirmed=nobody, now=utcnow()).unconfirmed
+    _ask_later(session, token, unknown, {i: s.lookups for i, s in rows.items()}, report)
 
 
 def _match(
@@ -261,7 +272,6 @@ def _ask_later(
     token: str,
     rows: list[sending.ClaimedRow],
     lookups: dict[int, int],
-    now: datetime,
     report: Recovery,
 ) -> None:
     """One more lookup that told nothing: ask again later (backing off), or, after
@@ -277,7 +287,7 @@ def _ask_later(
             tries = lookups.get(row.id, 0) + 1
             later[tries].append(sending.StaleClaim(row, token, None, tries))
     for tries, claims in later.items():
-        sending.adopt(session, claims, str(uuid.uuid4()), now + LOOKUP_BACKOFF * 2 ** (tries - 1))
+        sending.adopt(session, claims, str(uuid.uuid4()), utcnow() + LOOKUP_BACKOFF * 2 ** (tries - 1))
         report.unresolved += len(claims)
 
 
@@ -304,10 +314,12 @@ def _by_token(claims: Sequence[sending.StaleClaim]) -> dict[str, list[sending.St
     return groups
 
 
-def _abandon(session: Session, token: str, rows: Sequence[sending.ClaimedRow]) -> int:
+def _abandon(session: Session, token: str, rows: Sequence[sending.ClaimedRow], unhanded: bool = False) -> int:
     """Rows whose every holder died (one may be what kills them): fail them, visibly."""
+    if not rows:
+        return 0
     failures = [sending.Failure(r, "abandoned", f"its send batch died {r.attempts} times") for r in rows]
-    return sending.record_results(session, token, failed=failures, now=utcnow()).failed if failures else 0
+    return sending.record_results(session, token, failed=failures, now=utcnow(), unhanded=unhanded).failed
 
 
 def _ask(provider: Provider, phone: str, since: datetime) -> list[ProviderMessage] | None:

@@ -74,12 +74,17 @@ def send_queued(
         session.commit()
         return "taken"
     session.commit()
-    with sending.keep_lease(session.get_bind(), token):
-        return _send(session, token, message_id, provider, status_callback)
+    with sending.keep_lease(session.get_bind(), token) as lease:
+        return _send(session, token, lease, message_id, provider, status_callback)
 
 
 def _send(
-    session: Session, token: str, message_id: int, provider: Provider, status_callback: str | None
+    session: Session,
+    token: str,
+    lease: sending.Lease,
+    message_id: int,
+    provider: Provider,
+    status_callback: str | None,
 ) -> Answers | str:
     row = session.execute(
         select(
@@ -106,7 +111,10 @@ def _send(
         sending.end_lease(session, token)
         session.commit()
         return reason
-    sending.hand(session, token, [message_id], now)
+    if not sending.hand(session, token, [message_id], now):  # no longer ours (tied, taken over)
+        sending.end_lease(session, token)
+        session.commit()
+        return "taken"
     session.commit()
     answer = send_safely(
         provider,
@@ -117,6 +125,7 @@ def _send(
             content_variables=content.get("content_variables"),
             status_callback=status_callback_for(status_callback, message_id),
         ),
+        lease,
     )
     recorded = record_answers(session, token, [(claimed, answer)])
     # No answer: the provider settles it meanwhile; then recovery asks.

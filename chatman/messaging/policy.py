@@ -50,15 +50,16 @@ def blocked(
     confirmation: bool = False,
 ) -> dict[int, str]:
     """Contacts among `contact_ids` who must not be sent this message now, with why; read
-    from the database at this moment (a STOP that just arrived counts)."""
+    from the database at this moment (a STOP that just arrived counts, and so does a contact
+    deleted meanwhile: `contact_deleted`)."""
     ids = set(contact_ids)
-    checks = rules(now, free_text, confirmation)
-    if not ids or not checks:
+    if not ids:
         return {}
-    reason = case(*checks, else_=literal(None))
-    return dict(
-        session.execute(select(Contact.id, reason).where(Contact.id.in_(ids), reason.is_not(None))).all()
-    )
+    checks = rules(now, free_text, confirmation)
+    reason = case(*checks, else_=literal(None)) if checks else literal(None)
+    found = dict(session.execute(select(Contact.id, reason).where(Contact.id.in_(ids))).all())
+    gone = dict.fromkeys(ids - set(found), "contact_deleted")
+    return gone | {contact: why for contact, why in found.items() if why is not None}
 
 
 def window_open(session: Session, contact_id: int, now: datetime) -> bool:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from redis import Redis
 
     from chatman.config import Settings
+    from chatman.ledger.sending import Lease
 
+# How far a provider's clock and ours may disagree.
+CLOCK_SKEW = timedelta(minutes=2)
 # Errors worth another try later; the rest fail the message for good.
 RETRYABLE_CODES = frozenset({"20429", "63018", "130429"})
 # The recipient opted out: the contact becomes DND.
@@ -83,10 +86,19 @@ def status_callback_for(url: str | None, message_id: int) -> str | None:
     return f"{url}?m={message_id}" if url else None
 
 
-def send_safely(provider: Provider, message: OutboundMessage) -> SendResult:
+# What a send that did not start says: it may be tried again.
+NOT_SENT = SendResult(
+    error_code="lease_lost", error_message="not sent: the claim's lease could not be renewed", retryable=True
+)
+
+
+def send_safely(provider: Provider, message: OutboundMessage, lease: Lease | None = None) -> SendResult:
     """`provider.send`, with any exception its adapter did not foresee made this message's
     result, so it never takes the answers of the rest of a group with it. The request may have
-    reached the provider: the row is looked up there later, never sent again blind."""
+    reached the provider: the row is looked up there later, never sent again blind. With a
+    `lease` that is no longer fresh, nothing is sent (someone may be taking the row over)."""
+    if lease is not None and not lease.fresh():
+        return NOT_SENT
     try:
         return provider.send(message)
     except Exception as exc:  # noqa: BLE001 (whatever it is, it is this one message's outcome)

@@ -6,7 +6,7 @@ import json
 import os
 import socket
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -18,11 +18,13 @@ from twilio.rest import Client
 from urllib3.connection import HTTPConnection
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
-from chatman.messaging.providers import RETRYABLE_CODES, OutboundMessage, ProviderMessage, SendResult
-
-# Clocks of Twilio and of this host disagree a little; a lookup looks back this much further.
-CLOCK_SKEW = timedelta(minutes=2)
-
+from chatman.messaging.providers import (
+    CLOCK_SKEW,
+    RETRYABLE_CODES,
+    OutboundMessage,
+    ProviderMessage,
+    SendResult,
+)
 
 # A worker keeps its connections to Twilio between jobs, idle for minutes at night. A NAT or
 # firewall may forget an idle connection without telling either end; the next send on it would
@@ -123,8 +125,8 @@ class TwilioProvider:
         return result
 
     def lookup(self, to: str, since: datetime) -> list[ProviderMessage]:
-        """Messages to `to` created since `since`. No date filter on the request: Twilio's
-        only one is DateSent, which a message still queued at Twilio does not have yet."""
+        """Messages to `to` created since `since` (less CLOCK_SKEW). No date filter on the
+        request: Twilio's only one is DateSent, which a message still queued does not have yet."""
         since = since - CLOCK_SKEW
         found = self.client.messages.list(to=f"whatsapp:{to}", limit=50)
         return [
