@@ -60,3 +60,30 @@ def test_clock_tick_runs_every_task_even_when_one_fails(redis):
 
     assert tick(redis, [broken, works]) == 2
     assert len(ran) == 1
+
+
+def test_healthz_shows_the_status_waits_and_claims_left_by_a_dead_batch(app, client, session, redis):
+    import time
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from chatman.ledger.models import Message
+    from chatman.timeutils import utcnow
+    from tests.factories import make_submitted_run
+
+    inbox.append(redis, inbox.STATUS, {"MessageSid": "SM1", "MessageStatus": "sent"})
+    time.sleep(0.2)
+    health = client.get("/healthz").json
+    assert health["status_backlog"] == 1 and health["status_oldest_s"] >= 0.2
+    _, _, _, (fresh, old) = make_submitted_run(session, 2, submitted=False)
+    session.execute(
+        update(Message).where(Message.id == fresh.id).values(status="claimed", claimed_at=utcnow())
+    )
+    session.execute(
+        update(Message)
+        .where(Message.id == old.id)
+        .values(status="claimed", claimed_at=utcnow() - timedelta(minutes=11))
+    )
+    session.commit()
+    assert client.get("/healthz").json["claims_overdue"] == 1
