@@ -327,7 +327,7 @@ def expire_flows(now: str) -> int:
 def recover_stale_sends(now: str) -> dict:
     """Settle rows whose holder died (see delivery.recover_stale_claims) as of `now` (the
     clock's tick time), and send again those that never reached the provider."""
-    from chatman.campaigns.dispatch import finish_run, sent_texts
+    from chatman.campaigns.dispatch import BATCH_SIZE, finish_run, sent_texts
     from chatman.messaging.delivery import recover_stale_claims
 
     settings, db, connection = _context()
@@ -342,7 +342,9 @@ def recover_stale_sends(now: str) -> dict:
         )
         for run_id, ids in report.pending.items():
             # At the front: these rows have waited longest.
-            batches = [(send_batch, (run_id, ids[i : i + 250])) for i in range(0, len(ids), 250)]
+            batches = [
+                (send_batch, (run_id, ids[i : i + BATCH_SIZE])) for i in range(0, len(ids), BATCH_SIZE)
+            ]
             queues.enqueue_tracked(
                 connection, run_group(run_id), batches, job_timeout=BATCH_TIMEOUT_S, at_front=True
             )
