@@ -17,7 +17,10 @@ class NotFound(DomainError):
 
 
 class Conflict(DomainError):
-    pass
+    @classmethod
+    def taken(cls, kind: str, name: str) -> Conflict:
+        """Another record of this kind already has this name."""
+        return cls(f"a {kind} named {name!r} already exists", {"name": [f"{name!r} is taken"]})
 
 
 class Invalid(DomainError):

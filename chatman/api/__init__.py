@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, send_from_directory
+import marshmallow as ma
+from flask import Flask, request, send_from_directory
 from flask_smorest import Api
+from sqlalchemy.orm.exc import StaleDataError
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.exceptions import MethodNotAllowed
 
 from chatman.errors import Conflict, DomainError, Invalid, NotFound
 
@@ -32,26 +35,46 @@ def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "_": [str(errors)]}
 
 
+class ErrorSchema(ma.Schema):
+    """Every error the API answers, whatever refused the request."""
+
+    code = ma.fields.Integer(required=True, metadata={"description": "the HTTP status"})
+    message = ma.fields.String(required=True, metadata={"description": "what went wrong, in words"})
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        required=True,
+        metadata={"description": "field (or JSON path) -> reasons; empty when no one field is at fault"},
+    )
+
+
 class ChatmanApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
     def handle_http_exception(self, error):
         payload, code, headers = super().handle_http_exception(error)
-        if "errors" in payload:
-            payload["errors"] = _flatten(payload["errors"])
-            payload.setdefault(
-                "message",
-                "; ".join(f"{field}: {', '.join(reasons)}" for field, reasons in payload["errors"].items()),
-            )
-        else:
-            payload.setdefault("message", error.description)
-        return payload, code, headers
+        errors = _flatten(payload["errors"]) if "errors" in payload else {}
+        message = payload.get("message") or (
+            "; ".join(f"{field}: {', '.join(reasons)}" for field, reasons in errors.items())
+            if errors
+            else error.description
+        )
+        headers = dict(headers or {})
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+        return {"code": code, "message": message, "errors": errors}, code, headers
+
+
+def handle_deleted_meanwhile(_error: StaleDataError):
+    """A change to a record that another request deleted between our read and our write."""
+    names = [name for name, value in (request.view_args or {}).items() if isinstance(value, int)]
+    reason = "was deleted meanwhile"
+    return {"code": 404, "message": f"the record {reason}", "errors": {name: [reason] for name in names}}, 404
 
 
 def handle_domain_error(error: DomainError):
     code = next((c for cls, c in STATUS.items() if isinstance(error, cls)), 400)
-    payload = {"code": code, "message": error.message}
-    if error.errors:
-        payload["errors"] = error.errors
-    return payload, code
+    return {"code": code, "message": error.message, "errors": error.errors}, code
 
 
 def init_api(app: Flask) -> Api:
@@ -88,6 +111,7 @@ def init_api(app: Flask) -> Api:
     ):
         api.register_blueprint(blueprint, url_prefix=f"{PREFIX}{blueprint.url_prefix or ''}")
     app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(StaleDataError, handle_deleted_meanwhile)
 
     @app.get(f"{PREFIX}/docs/assets/<path:filename>")
     def swagger_assets(filename: str):

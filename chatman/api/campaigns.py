@@ -8,7 +8,9 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from chatman.api import fields
 from chatman.api.auth import require_token
+from chatman.api.checks import check_request
 from chatman.campaigns import lifecycle
 from chatman.campaigns.models import CAMPAIGN_KINDS, CAMPAIGN_STATUSES
 from chatman.campaigns.preflight import Preflight, preflight
@@ -19,61 +21,68 @@ from chatman.ledger.counters import stored
 
 blp = Blueprint("campaigns", __name__, url_prefix="/campaigns", description="Campaigns")
 blp.before_request(require_token)
+blp.before_request(check_request)
 
 
 class RunSchema(ma.Schema):
-    id = ma.fields.Integer()
+    id = fields.Id()
     occurrence_at = ma.fields.AwareDateTime()
-    status = ma.fields.String()
+    status = fields.Text()
     completed_at = ma.fields.AwareDateTime(allow_none=True)
     counters = ma.fields.Dict(metadata={"description": "metric -> count; per step in `steps`"})
     steps = ma.fields.Dict(metadata={"description": "step id -> {metric -> count}"})
 
 
 class PreflightSchema(ma.Schema):
-    audience = ma.fields.Integer(metadata={"description": "contacts in the segments"})
-    eligible = ma.fields.Integer(metadata={"description": "who would be sent the message now"})
+    audience = fields.Integer(metadata={"description": "contacts in the segments"})
+    eligible = fields.Integer(metadata={"description": "who would be sent the message now"})
     skipped = ma.fields.Dict(metadata={"description": "reason -> contacts"})
-    errors = ma.fields.List(ma.fields.String(), metadata={"description": "why a launch is refused"})
-    warnings = ma.fields.List(ma.fields.String())
+    errors = ma.fields.List(fields.Text(), metadata={"description": "why a launch is refused"})
+    warnings = ma.fields.List(fields.Text())
 
 
 class CampaignSchema(ma.Schema):
-    id = ma.fields.Integer(dump_only=True)
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    kind = ma.fields.String(
+    id = fields.Integer(dump_only=True)
+    name = fields.Text(required=True, min=1, max=200)
+    kind = fields.Text(
         load_default="one_time",
         validate=ma.validate.OneOf(CAMPAIGN_KINDS),
         metadata={"description": "one_time (a broadcast) or triggered (by an event or an inbound trigger)"},
     )
-    trigger_event = ma.fields.String(
-        allow_none=True, metadata={"description": "triggered: the event (POST /events) that sends it"}
+    trigger_event = fields.Text(
+        allow_none=True,
+        max=100,
+        metadata={"description": "triggered: the event (POST /events) that sends it"},
     )
-    status = ma.fields.String(dump_only=True)
-    utm_campaign = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=100))
-    template_id = ma.fields.Integer(allow_none=True)
-    body = ma.fields.String(allow_none=True, metadata={"description": "free text (24-hour window only)"})
-    include_segments = ma.fields.List(ma.fields.Integer(), load_default=list)
-    exclude_segments = ma.fields.List(ma.fields.Integer(), load_default=list)
-    owner = ma.fields.String(allow_none=True, metadata={"description": "e-mail of a user of this install"})
-    send_at = ma.fields.AwareDateTime(dump_only=True)
-    timezone = ma.fields.String(dump_only=True)
-    completed_at = ma.fields.AwareDateTime(dump_only=True)
-    last_error = ma.fields.String(dump_only=True, metadata={"description": "why a scheduled launch failed"})
+    status = fields.Text(dump_only=True)
+    utm_campaign = fields.Text(allow_none=True, max=100)
+    template_id = fields.Id(allow_none=True)
+    body = fields.Text(allow_none=True, max=4096, metadata={"description": "free text (24-hour window only)"})
+    include_segments = ma.fields.List(fields.Id(), load_default=list)
+    exclude_segments = ma.fields.List(fields.Id(), load_default=list)
+    owner = fields.Text(
+        allow_none=True, max=254, metadata={"description": "e-mail of a user of this install"}
+    )
+    send_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    timezone = fields.Text(dump_only=True, allow_none=True)
+    completed_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    last_error = fields.Text(
+        dump_only=True, allow_none=True, metadata={"description": "why a scheduled launch failed"}
+    )
     counters = ma.fields.Dict(dump_only=True, metadata={"description": "metric -> count over all runs"})
     runs = ma.fields.List(ma.fields.Nested(RunSchema), dump_only=True)
     preflight = ma.fields.Nested(PreflightSchema, dump_only=True, metadata={"description": "on launch"})
 
 
 class CampaignUpdateSchema(CampaignSchema):
-    kind = ma.fields.String(dump_only=True)
-    include_segments = ma.fields.List(ma.fields.Integer())
-    exclude_segments = ma.fields.List(ma.fields.Integer())
+    kind = fields.Text(dump_only=True)
+    include_segments = ma.fields.List(fields.Id())
+    exclude_segments = ma.fields.List(fields.Id())
 
 
 class ScheduleSchema(ma.Schema):
-    send_at = ma.fields.NaiveDateTime(required=True, metadata={"description": "wall-clock time in timezone"})
-    timezone = ma.fields.String(required=True, metadata={"description": "IANA name, e.g. Asia/Kolkata"})
+    send_at = fields.WallTime(required=True, metadata={"description": "wall-clock time in timezone"})
+    timezone = fields.Text(required=True, max=64, metadata={"description": "IANA name, e.g. Asia/Kolkata"})
 
 
 def _dump(campaign, preflight: Preflight | None = None) -> dict:
@@ -126,14 +135,14 @@ def _preflight(campaign_id: int) -> Preflight:
 
 
 class CampaignListArgs(ma.Schema):
-    status = ma.fields.String(validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
-    after = ma.fields.Integer(validate=ma.validate.Range(min=0))
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
+    status = fields.Text(validate=ma.validate.OneOf(CAMPAIGN_STATUSES))
+    after = fields.Id(minimum=0, strict=False)
+    limit = fields.Integer(load_default=50, minimum=1, maximum=200, strict=False)
 
 
 class CampaignPageSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(CampaignSchema))
-    next_after = ma.fields.Integer(
+    next_after = fields.Integer(
         allow_none=True, metadata={"description": "pass as `after` for the next page"}
     )
 

@@ -10,7 +10,9 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from chatman.api import fields
 from chatman.api.auth import require_token
+from chatman.api.checks import check_request
 from chatman.contacts import attributes, crud
 from chatman.contacts.csv_import import import_contacts
 from chatman.errors import Invalid
@@ -19,29 +21,30 @@ from chatman.messaging.erasure import erase_contact
 
 blp = Blueprint("contacts", __name__, url_prefix="/", description="Contacts and their attributes")
 blp.before_request(require_token)
+blp.before_request(check_request)
 
 AttributeValue = ma.fields.Raw(metadata={"description": "string, number, boolean or YYYY-MM-DD"})
 
 
 class ContactSchema(ma.Schema):
-    id = ma.fields.Integer(dump_only=True)
-    phone = ma.fields.String(metadata={"description": "E.164, e.g. +919812345678"})
-    wa_id = ma.fields.String(allow_none=True)
-    name = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
-    attributes = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Raw(allow_none=True))
-    timezone = ma.fields.String(allow_none=True, metadata={"description": "IANA name"})
-    dnd = ma.fields.Boolean()
-    dnd_reason = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=64))
-    dnd_at = ma.fields.AwareDateTime(dump_only=True)
-    opted_in_at = ma.fields.AwareDateTime(allow_none=True)
-    opt_in_source = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=64))
-    last_inbound_at = ma.fields.AwareDateTime(dump_only=True)
-    created_at = ma.fields.AwareDateTime(dump_only=True)
-    updated_at = ma.fields.AwareDateTime(dump_only=True)
+    id = fields.Integer(dump_only=True)
+    phone = fields.Text(max=64, metadata={"description": "E.164, e.g. +919812345678"})
+    wa_id = fields.Text(allow_none=True, max=32)
+    name = fields.Text(allow_none=True, max=200)
+    attributes = ma.fields.Dict(keys=fields.Text(min=1, max=64), values=ma.fields.Raw(allow_none=True))
+    timezone = fields.Text(allow_none=True, max=64, metadata={"description": "IANA name"})
+    dnd = fields.Boolean()
+    dnd_reason = fields.Text(allow_none=True, max=64)
+    dnd_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    opted_in_at = fields.Moment(allow_none=True)
+    opt_in_source = fields.Text(allow_none=True, max=64)
+    last_inbound_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    created_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    updated_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
 
 
 class ContactCreateSchema(ContactSchema):
-    phone = ma.fields.String(required=True)
+    phone = fields.Text(required=True, max=64, metadata={"description": "E.164, e.g. +919812345678"})
 
 
 class ContactUpdateSchema(ContactSchema):
@@ -50,19 +53,19 @@ class ContactUpdateSchema(ContactSchema):
 
 class ContactPageSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(ContactSchema))
-    next_after = ma.fields.Integer(
+    next_after = fields.Integer(
         allow_none=True, metadata={"description": "pass as `after` for the next page"}
     )
 
 
 class ContactListArgs(ma.Schema):
-    q = ma.fields.String(metadata={"description": "search in name and phone"})
-    after = ma.fields.Integer(validate=ma.validate.Range(min=0))
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=crud.MAX_PAGE))
+    q = fields.Text(max=200, metadata={"description": "search in name and phone"})
+    after = fields.Id(minimum=0, strict=False)
+    limit = fields.Integer(load_default=50, minimum=1, maximum=crud.MAX_PAGE, strict=False)
 
 
 class ImportFormSchema(ma.Schema):
-    mapping = ma.fields.String(
+    mapping = fields.Text(
         metadata={
             "description": "JSON object column -> target: phone, name, timezone, wa_id, "
             'attributes.<name>, or null to skip; e.g. {"Mobile": "phone"}'
@@ -75,28 +78,26 @@ class ImportFileSchema(ma.Schema):
 
 
 class RowErrorSchema(ma.Schema):
-    row = ma.fields.Integer()
-    column = ma.fields.String(allow_none=True)
-    value = ma.fields.String(allow_none=True)
-    reason = ma.fields.String()
+    row = fields.Integer()
+    column = fields.Text(allow_none=True)
+    value = fields.Text(allow_none=True)
+    reason = fields.Text()
 
 
 class ImportReportSchema(ma.Schema):
-    rows = ma.fields.Integer()
-    created = ma.fields.Integer()
-    updated = ma.fields.Integer()
-    merged = ma.fields.Integer()
-    failed = ma.fields.Integer()
+    rows = fields.Integer()
+    created = fields.Integer()
+    updated = fields.Integer()
+    merged = fields.Integer()
+    failed = fields.Integer()
     errors = ma.fields.List(ma.fields.Nested(RowErrorSchema))
-    errors_truncated = ma.fields.Boolean()
-    new_attributes = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String())
+    errors_truncated = fields.Boolean()
+    new_attributes = ma.fields.Dict(keys=fields.Text(), values=fields.Text())
 
 
 class AttributeSchema(ma.Schema):
-    name = ma.fields.String(required=True)
-    type = ma.fields.String(
-        required=True, validate=ma.validate.OneOf(["string", "number", "boolean", "date"])
-    )
+    name = fields.Text(required=True, min=1, max=64)
+    type = fields.Text(required=True, validate=ma.validate.OneOf(["string", "number", "boolean", "date"]))
 
 
 @blp.route("/contacts")

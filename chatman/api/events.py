@@ -6,37 +6,43 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from chatman.api import fields
 from chatman.api.auth import require_token
+from chatman.api.checks import check_request
 from chatman.extensions import redis_client, request_session, settings
 from chatman.jobs import enqueue_sends
 from chatman.triggers.events import record_event
 
 blp = Blueprint("events", __name__, url_prefix="/events", description="External events")
 blp.before_request(require_token)
+blp.before_request(check_request)
 
 
 class ContactRefSchema(ma.Schema):
-    id = ma.fields.Integer()
-    phone = ma.fields.String()
+    id = fields.Id()
+    phone = fields.Text(max=64)
 
 
 class EventSchema(ma.Schema):
-    event = ma.fields.String(required=True, metadata={"description": "e.g. order_created, cart_abandoned"})
+    event = fields.Text(
+        required=True, min=1, max=100, metadata={"description": "e.g. order_created, cart_abandoned"}
+    )
     contact = ma.fields.Nested(ContactRefSchema, required=True, metadata={"description": "phone or id"})
     properties = ma.fields.Dict(
         load_default=dict, metadata={"description": 'usable by templates as {"event": "<property>"}'}
     )
-    event_id = ma.fields.String(
-        validate=ma.validate.Length(min=1, max=128),
+    event_id = fields.Text(
+        min=1,
+        max=128,
         metadata={"description": "your id of this event: sending it again starts nothing again"},
     )
 
 
 class EventResultSchema(ma.Schema):
-    event_id = ma.fields.String()
-    contact_id = ma.fields.Integer()
-    duplicate = ma.fields.Boolean(metadata={"description": "this event id was received before"})
-    campaigns = ma.fields.List(ma.fields.Integer(), metadata={"description": "campaigns it started"})
+    event_id = fields.Text()
+    contact_id = fields.Integer()
+    duplicate = fields.Boolean(metadata={"description": "this event id was received before"})
+    campaigns = ma.fields.List(fields.Integer(), metadata={"description": "campaigns it started"})
 
 
 @blp.route("")

@@ -6,27 +6,33 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from chatman.api import fields
 from chatman.api.auth import require_token
+from chatman.api.checks import check_request
 from chatman.extensions import request_session
 from chatman.flows import crud
 
 blp = Blueprint("flows", __name__, url_prefix="/flows", description="Conversation flows")
 blp.before_request(require_token)
+blp.before_request(check_request)
 
 
 class FlowSchema(ma.Schema):
-    id = ma.fields.Integer(dump_only=True)
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    id = fields.Integer(dump_only=True)
+    name = fields.Text(required=True, min=1, max=200)
     steps = ma.fields.List(
         ma.fields.Dict(),
         required=True,
         metadata={"description": "ordered steps; see chatman/flows/definition.py for their fields"},
     )
-    timeout_s = ma.fields.Integer(
-        load_default=24 * 3600, metadata={"description": "idle time before it ends"}
+    timeout_s = fields.Integer(
+        load_default=24 * 3600,
+        minimum=60,
+        maximum=30 * 86400,
+        metadata={"description": "idle time before it ends, 60 s to 30 days"},
     )
-    timeout_message = ma.fields.String(allow_none=True)
-    on_trigger = ma.fields.String(
+    timeout_message = fields.Text(allow_none=True, max=4096)
+    on_trigger = fields.Text(
         load_default="ignore",
         validate=ma.validate.OneOf(("interrupt", "ignore")),
         metadata={
@@ -39,8 +45,8 @@ class FlowSchema(ma.Schema):
 
 class FlowUpdateSchema(FlowSchema):
     steps = ma.fields.List(ma.fields.Dict())
-    timeout_s = ma.fields.Integer()
-    on_trigger = ma.fields.String(validate=ma.validate.OneOf(("interrupt", "ignore")))
+    timeout_s = fields.Integer(minimum=60, maximum=30 * 86400)
+    on_trigger = fields.Text(validate=ma.validate.OneOf(("interrupt", "ignore")))
 
 
 @blp.route("")

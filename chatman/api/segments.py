@@ -11,7 +11,9 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from chatman.api import fields
 from chatman.api.auth import require_token
+from chatman.api.checks import check_request
 from chatman.api.contacts import ContactSchema, ImportFileSchema
 from chatman.contacts import segments
 from chatman.errors import Invalid
@@ -19,6 +21,7 @@ from chatman.extensions import request_session, settings
 
 blp = Blueprint("segments", __name__, url_prefix="/segments", description="Audience segments")
 blp.before_request(require_token)
+blp.before_request(check_request)
 
 RULES_HELP = (
     '{"all"|"any": [conditions or groups]}; a condition is {"field": "attributes.city" '
@@ -27,46 +30,46 @@ RULES_HELP = (
 
 
 class SegmentSchema(ma.Schema):
-    id = ma.fields.Integer(dump_only=True)
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    description = ma.fields.String(allow_none=True)
-    kind = ma.fields.String(load_default="static", validate=ma.validate.OneOf(["static", "dynamic"]))
+    id = fields.Integer(dump_only=True)
+    name = fields.Text(required=True, min=1, max=200)
+    description = fields.Text(allow_none=True, max=1000)
+    kind = fields.Text(load_default="static", validate=ma.validate.OneOf(["static", "dynamic"]))
     rules = ma.fields.Raw(allow_none=True, metadata={"description": RULES_HELP})
     include_segments = ma.fields.List(
-        ma.fields.Integer(), metadata={"description": "segments whose members are added"}
+        fields.Id(), metadata={"description": "segments whose members are added"}
     )
     exclude_segments = ma.fields.List(
-        ma.fields.Integer(), metadata={"description": "segments whose members are removed"}
+        fields.Id(), metadata={"description": "segments whose members are removed"}
     )
     created_at = ma.fields.AwareDateTime(dump_only=True)
     updated_at = ma.fields.AwareDateTime(dump_only=True)
 
 
 class SegmentUpdateSchema(SegmentSchema):
-    kind = ma.fields.String(validate=ma.validate.OneOf(["static", "dynamic"]))
+    kind = fields.Text(validate=ma.validate.OneOf(["static", "dynamic"]))
 
 
 class PreviewArgs(ma.Schema):
-    sample = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=0, max=100))
+    sample = fields.Integer(load_default=10, minimum=0, maximum=100, strict=False)
 
 
 class RulesPreviewSchema(ma.Schema):
     rules = ma.fields.Raw(required=True, metadata={"description": RULES_HELP})
-    sample = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=0, max=100))
+    sample = fields.Integer(load_default=10, minimum=0, maximum=100)
 
 
 class PreviewSchema(ma.Schema):
-    count = ma.fields.Integer()
+    count = fields.Integer()
     sample = ma.fields.List(ma.fields.Nested(ContactSchema))
 
 
 class MembersSchema(ma.Schema):
-    contact_ids = ma.fields.List(ma.fields.Integer(), load_default=list)
-    phones = ma.fields.List(ma.fields.String(), load_default=list)
+    contact_ids = ma.fields.List(fields.Id(), load_default=list)
+    phones = ma.fields.List(fields.Text(max=64), load_default=list)
 
 
 class MemberChangeSchema(ma.Schema):
-    changed = ma.fields.Integer(metadata={"description": "members added or removed"})
+    changed = fields.Integer(metadata={"description": "members added or removed"})
     not_found = ma.fields.List(ma.fields.Dict())
 
 

@@ -11,7 +11,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
+from chatman.api import fields
 from chatman.api.auth import require_token
+from chatman.api.checks import check_request
 from chatman.contacts.fields import normalise_phone
 from chatman.contacts.models import Contact
 from chatman.extensions import redis_client, request_session, settings
@@ -20,6 +22,7 @@ from chatman.messaging.models import InboundMessage
 
 blp = Blueprint("simulator", __name__, url_prefix="/simulator", description="The simulated WhatsApp network")
 blp.before_request(require_token)
+blp.before_request(check_request)
 
 
 @blp.before_request
@@ -30,27 +33,27 @@ def only_with_the_simulator() -> None:
 
 
 class SayArgs(ma.Schema):
-    phone = ma.fields.String(required=True)
-    body = ma.fields.String(load_default=None)
-    button_payload = ma.fields.String(load_default=None)
-    button_text = ma.fields.String(load_default=None)
-    replied_sid = ma.fields.String(
-        load_default=None, metadata={"description": "the message of ours it quotes"}
+    phone = fields.Text(required=True, max=64)
+    body = fields.Text(load_default=None, max=4096)
+    button_payload = fields.Text(load_default=None, max=256)
+    button_text = fields.Text(load_default=None, max=256)
+    replied_sid = fields.Text(
+        load_default=None, max=64, metadata={"description": "the message of ours it quotes"}
     )
-    profile_name = ma.fields.String(load_default=None)
+    profile_name = fields.Text(load_default=None, max=200)
 
 
 class SaidSchema(ma.Schema):
-    message_sid = ma.fields.String()
-    webhook_status = ma.fields.Integer()
+    message_sid = fields.Text()
+    webhook_status = fields.Integer()
 
 
 class ConversationArgs(ma.Schema):
-    phone = ma.fields.String(required=True)
+    phone = fields.Text(required=True, max=64)
 
 
 class ConversationSchema(ma.Schema):
-    phone = ma.fields.String()
+    phone = fields.Text()
     messages = ma.fields.List(ma.fields.Dict(), metadata={"description": "in and out, oldest first"})
 
 

@@ -6,38 +6,41 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from chatman.api import fields
 from chatman.api.auth import require_token
+from chatman.api.checks import check_request
 from chatman.extensions import request_session
 from chatman.messaging import templates
 from chatman.messaging.models import TEMPLATE_CATEGORIES, TEMPLATE_STATUSES
 
 blp = Blueprint("templates", __name__, url_prefix="/templates", description="WhatsApp message templates")
 blp.before_request(require_token)
+blp.before_request(check_request)
 
 
 class TemplateSchema(ma.Schema):
-    id = ma.fields.Integer(dump_only=True)
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    language = ma.fields.String(required=True, validate=ma.validate.Length(min=2, max=16))
-    category = ma.fields.String(required=True, validate=ma.validate.OneOf(TEMPLATE_CATEGORIES))
-    body = ma.fields.String(required=True, metadata={"description": "text with {{placeholders}}"})
-    content_sid = ma.fields.String(allow_none=True, metadata={"description": "Twilio ContentSid (HX...)"})
+    id = fields.Integer(dump_only=True)
+    name = fields.Text(required=True, min=1, max=200)
+    language = fields.Text(required=True, min=2, max=16)
+    category = fields.Text(required=True, validate=ma.validate.OneOf(TEMPLATE_CATEGORIES))
+    body = fields.Text(required=True, min=1, max=1024, metadata={"description": "text with {{placeholders}}"})
+    content_sid = fields.Text(allow_none=True, max=64, metadata={"description": "Twilio ContentSid (HX...)"})
     buttons = ma.fields.List(ma.fields.Dict(), load_default=list)
     variables = ma.fields.Dict(
-        keys=ma.fields.String(),
+        keys=fields.Text(),
         values=ma.fields.Dict(),
         load_default=dict,
         metadata={
             "description": 'placeholder -> {"field": "name"} | {"attribute": "city"} | {"value": "text"}'
         },
     )
-    status = ma.fields.String(load_default="draft", validate=ma.validate.OneOf(TEMPLATE_STATUSES))
+    status = fields.Text(load_default="draft", validate=ma.validate.OneOf(TEMPLATE_STATUSES))
     created_at = ma.fields.AwareDateTime(dump_only=True)
     updated_at = ma.fields.AwareDateTime(dump_only=True)
 
 
 class TemplateUpdateSchema(TemplateSchema):
-    status = ma.fields.String(validate=ma.validate.OneOf(TEMPLATE_STATUSES))
+    status = fields.Text(validate=ma.validate.OneOf(TEMPLATE_STATUSES))
 
 
 @blp.route("")

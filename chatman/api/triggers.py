@@ -6,7 +6,9 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from chatman.api import fields
 from chatman.api.auth import require_token
+from chatman.api.checks import check_request
 from chatman.extensions import request_session
 from chatman.timeutils import utcnow
 from chatman.triggers import crud
@@ -14,58 +16,64 @@ from chatman.triggers.models import ACTIONS, MATCH_TYPES
 
 blp = Blueprint("triggers", __name__, url_prefix="/triggers", description="Inbound triggers")
 blp.before_request(require_token)
+blp.before_request(check_request)
 
 
 class TriggerSchema(ma.Schema):
-    id = ma.fields.Integer(dump_only=True)
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    match_type = ma.fields.String(
+    id = fields.Integer(dump_only=True)
+    name = fields.Text(required=True, min=1, max=200)
+    match_type = fields.Text(
         validate=ma.validate.OneOf(MATCH_TYPES),
         metadata={
             "description": "exact, keyword (whole words), starts_with, contains, regex (RE2), fuzzy, button"
         },
     )
-    patterns = ma.fields.List(ma.fields.String(), load_default=list)
-    threshold = ma.fields.Float(allow_none=True, metadata={"description": "fuzzy: lowest score 1-100"})
-    priority = ma.fields.Integer(load_default=0, metadata={"description": "higher wins"})
-    active_from = ma.fields.String(allow_none=True, metadata={"description": "HH:MM local time"})
-    active_until = ma.fields.String(allow_none=True, metadata={"description": "HH:MM local time"})
-    timezone = ma.fields.String(allow_none=True, metadata={"description": "IANA name for the active hours"})
-    cooldown_s = ma.fields.Integer(load_default=0, metadata={"description": "per contact, seconds"})
-    action = ma.fields.String(required=True, validate=ma.validate.OneOf(ACTIONS))
-    reply_body = ma.fields.String(
-        allow_none=True, metadata={"description": "reply: free text, {{name}} etc."}
+    patterns = ma.fields.List(fields.Text(min=1, max=500), load_default=list)
+    threshold = ma.fields.Float(
+        allow_none=True,
+        allow_nan=False,
+        validate=ma.validate.Range(min=1, max=100, error="{input} is out of range: between 1 and 100"),
+        metadata={"description": "fuzzy: lowest score 1-100"},
     )
-    reply_template_id = ma.fields.Integer(
+    priority = fields.Integer(load_default=0, metadata={"description": "higher wins"})
+    active_from = fields.Text(allow_none=True, max=5, metadata={"description": "HH:MM local time"})
+    active_until = fields.Text(allow_none=True, max=5, metadata={"description": "HH:MM local time"})
+    timezone = fields.Text(
+        allow_none=True, max=64, metadata={"description": "IANA name for the active hours"}
+    )
+    cooldown_s = fields.Integer(load_default=0, minimum=0, metadata={"description": "per contact, seconds"})
+    action = fields.Text(required=True, validate=ma.validate.OneOf(ACTIONS))
+    reply_body = fields.Text(
+        allow_none=True, max=4096, metadata={"description": "reply: free text, {{name}} etc."}
+    )
+    reply_template_id = fields.Id(
         allow_none=True, metadata={"description": "reply: approved template, used outside the 24-hour window"}
     )
-    campaign_id = ma.fields.Integer(allow_none=True, metadata={"description": "enroll: a triggered campaign"})
-    flow_id = ma.fields.Integer(allow_none=True, metadata={"description": "flow: the flow to start"})
-    is_fallback = ma.fields.Boolean(
-        load_default=False, metadata={"description": "answers what nothing matched"}
-    )
-    enabled = ma.fields.Boolean(load_default=True)
+    campaign_id = fields.Id(allow_none=True, metadata={"description": "enroll: a triggered campaign"})
+    flow_id = fields.Id(allow_none=True, metadata={"description": "flow: the flow to start"})
+    is_fallback = fields.Boolean(load_default=False, metadata={"description": "answers what nothing matched"})
+    enabled = fields.Boolean(load_default=True)
     created_at = ma.fields.AwareDateTime(dump_only=True)
     updated_at = ma.fields.AwareDateTime(dump_only=True)
 
 
 class TriggerUpdateSchema(TriggerSchema):
-    action = ma.fields.String(validate=ma.validate.OneOf(ACTIONS))
-    patterns = ma.fields.List(ma.fields.String())
-    priority = ma.fields.Integer()
-    cooldown_s = ma.fields.Integer()
-    is_fallback = ma.fields.Boolean()
-    enabled = ma.fields.Boolean()
+    action = fields.Text(validate=ma.validate.OneOf(ACTIONS))
+    patterns = ma.fields.List(fields.Text(min=1, max=500))
+    priority = fields.Integer()
+    cooldown_s = fields.Integer(minimum=0)
+    is_fallback = fields.Boolean()
+    enabled = fields.Boolean()
 
 
 class MatchArgs(ma.Schema):
-    text = ma.fields.String(load_default=None)
-    button_payload = ma.fields.String(load_default=None)
+    text = fields.Text(load_default=None, max=4096)
+    button_payload = fields.Text(load_default=None, max=256)
 
 
 class MatchSchema(ma.Schema):
-    trigger_id = ma.fields.Integer(allow_none=True)
-    fallback = ma.fields.Boolean()
+    trigger_id = fields.Id(allow_none=True)
+    fallback = fields.Boolean()
     candidates = ma.fields.List(ma.fields.Dict(), metadata={"description": "every match, best first"})
 
 

@@ -72,12 +72,14 @@ def campaign_segments(session: Session, campaign_id: int) -> dict[str, list[int]
 
 def _set_message(session: Session, step: CampaignStep, data: Mapping[str, Any]) -> None:
     if "template_id" in data or "body" in data:
-        step.template_id = data.get("template_id")
+        template_id = data.get("template_id")
+        # Looked up before it is set: an autoflush of an unknown id is a foreign-key error.
+        if template_id is not None and session.get(Template, template_id) is None:
+            raise Invalid("template_id", f"template {template_id} not found")
+        step.template_id = template_id
         step.body = data.get("body")
     if (step.template_id is None) == (step.body is None):
         raise Invalid("template_id", "give either template_id (a template) or body (free text)")
-    if step.template_id is not None and session.get(Template, step.template_id) is None:
-        raise Invalid("template_id", f"template {step.template_id} not found")
 
 
 def _set_audience(session: Session, campaign: Campaign, data: Mapping[str, Any]) -> None:
@@ -171,7 +173,10 @@ def schedule(
     local = (
         send_at_local.replace(tzinfo=ZoneInfo(timezone)) if send_at_local.tzinfo is None else send_at_local
     )
-    send_at = local.astimezone(ZoneInfo("UTC"))
+    try:
+        send_at = local.astimezone(ZoneInfo("UTC"))
+    except OverflowError:
+        raise Invalid("send_at", "this time is out of range once converted to UTC") from None
     if send_at <= now:
         raise Invalid("send_at", f"{local.isoformat()} is in the past")
     campaign.send_at, campaign.timezone, campaign.status = send_at, timezone, "scheduled"

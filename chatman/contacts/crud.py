@@ -110,7 +110,7 @@ def create_contact(
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict(f"a contact with phone {contact.phone} already exists") from None
+        raise _phone_taken(contact.phone) from None
     return contact
 
 
@@ -123,12 +123,17 @@ def update_contact(
 ) -> Contact:
     contact = get_contact(session, contact_id)
     _apply(session, contact, data, default_region, now or utcnow())
+    phone = contact.phone  # read now: a failed flush expires it
     try:
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict(f"a contact with phone {contact.phone} already exists") from None
+        raise _phone_taken(phone) from None
     return contact
+
+
+def _phone_taken(phone: str) -> Conflict:
+    return Conflict(f"a contact with phone {phone} already exists", {"phone": [f"{phone} is taken"]})
 
 
 def delete_contact(session: Session, contact_id: int) -> None:

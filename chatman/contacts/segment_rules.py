@@ -21,6 +21,11 @@ from chatman.errors import Invalid
 
 MAX_DEPTH = 8
 MAX_CONDITIONS = 200
+# Bounds a marketer never meets, below what each database refuses (PostgreSQL's 65,535 bind
+# parameters, SQLite's 50,000-byte LIKE pattern, a date before year 1).
+MAX_IN_VALUES = 1000
+MAX_TEXT = 500
+MAX_DAYS = 36500
 
 BUILTIN_FIELDS: dict[str, str] = {
     "id": "number",
@@ -127,14 +132,16 @@ class _Compiler:
         if op in ("in", "not_in"):
             if not isinstance(value, list) or not value:
                 return self.fail(vpath, "must be a non-empty list")
+            if len(value) > MAX_IN_VALUES:
+                return self.fail(vpath, f"at most {MAX_IN_VALUES} values; for more, use a static segment")
             values = [self.typed(v, type_, f"{vpath}[{i}]") for i, v in enumerate(value)]
             if any(v is _BAD for v in values):
                 return false()
             column = column_for(type_)
             return column.in_(values) if op == "in" else or_(column.is_(None), column.not_in(values))
         if op == "within_last_days":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                return self.fail(vpath, "must be a whole number of days >= 0")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAYS:
+                return self.fail(vpath, f"must be a whole number of days from 0 to {MAX_DAYS}")
             column = column_for(type_)
             if type_ == "date":
                 today = self.now.date()
@@ -143,6 +150,8 @@ class _Compiler:
         if op in ("contains", "not_contains", "starts_with", "ends_with"):
             if not isinstance(value, str) or not value:
                 return self.fail(vpath, "must be a non-empty string")
+            if len(value) > MAX_TEXT:
+                return self.fail(vpath, f"at most {MAX_TEXT} characters")
             column = column_for(type_)
             escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             pattern = {
@@ -186,9 +195,9 @@ class _Compiler:
 
     def typed(self, value: Any, type_: str, path: str) -> Any:
         if type_ == "string":
-            if isinstance(value, str):
+            if isinstance(value, str) and len(value) <= MAX_TEXT:
                 return value
-            self.fail(path, "must be a string")
+            self.fail(path, f"must be a string of at most {MAX_TEXT} characters")
         elif type_ == "number":
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return value
@@ -223,7 +232,12 @@ def _parse_datetime(value: Any) -> datetime | None:
             parsed = datetime.combine(date.fromisoformat(value), time())
         except ValueError:
             return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    try:
+        parsed.astimezone(UTC)  # what the database is given
+    except OverflowError:
+        return None
+    return parsed
 
 
 def _attribute_column(name: str, type_: str):

@@ -117,7 +117,7 @@ def create_segment(session: Session, data: Mapping[str, Any], now: datetime | No
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict(f"a segment named {data['name']!r} already exists") from None
+        raise Conflict.taken("segment", data["name"]) from None
     _set_links(session, segment, data.get("include_segments", []), data.get("exclude_segments", []))
     return segment
 
@@ -135,11 +135,12 @@ def update_segment(
     for key in ("name", "description"):
         if key in data:
             setattr(segment, key, data[key])
+    name = segment.name  # read now: a failed flush expires it
     try:
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict(f"a segment named {segment.name!r} already exists") from None
+        raise Conflict.taken("segment", name) from None
     if "include_segments" in data or "exclude_segments" in data:
         links = segment_links(session, segment.id)
         _set_links(

@@ -30,6 +30,22 @@ def list_flows(session: Session) -> list[Flow]:
 
 def save_flow(session: Session, data: Mapping[str, Any], flow_id: int | None = None) -> Flow:
     flow = get_flow(session, flow_id) if flow_id else Flow(timeout_s=24 * 3600, on_trigger="ignore")
+    with session.no_autoflush:  # the checks below query: nothing half-checked is flushed
+        _apply(session, flow, data)
+    session.add(flow)
+    name = flow.name  # read now: a failed flush expires it
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict.taken("flow", name) from None
+    for step in flow.steps:  # the attributes answers go to get their types now
+        if step.get("save_to"):
+            define_attribute(session, step["save_to"], step["attribute_type"])
+    return flow
+
+
+def _apply(session: Session, flow: Flow, data: Mapping[str, Any]) -> None:
     for key in FIELDS:
         if key in data:
             setattr(flow, key, data[key])
@@ -42,16 +58,6 @@ def save_flow(session: Session, data: Mapping[str, Any], flow_id: int | None = N
     if not isinstance(flow.timeout_s, int) or not 60 <= flow.timeout_s <= 30 * 86400:
         raise Invalid("timeout_s", "seconds between 60 and 30 days")
     flow.steps = check_steps(session, flow.steps)
-    for step in flow.steps:  # the attributes answers go to get their types now
-        if step.get("save_to"):
-            define_attribute(session, step["save_to"], step["attribute_type"])
-    session.add(flow)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"a flow named {flow.name!r} already exists") from None
-    return flow
 
 
 def delete_flow(session: Session, flow_id: int) -> None:

@@ -45,9 +45,10 @@ def save_template(session: Session, data: Mapping[str, Any], template_id: int | 
     template.status = template.status or "draft"
     _check(template)
     session.add(template)
+    name = f"{template.name!r} in {template.language!r}"  # read now: a failed flush expires them
     try:
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict(f"a template {template.name!r} in {template.language!r} already exists") from None
+        raise Conflict(f"a template {name} already exists", {"name": [f"{name} is taken"]}) from None
     return template

@@ -8,6 +8,7 @@ from typing import Any
 
 from chatman.errors import Invalid
 from chatman.ledger.status import StatusUpdate
+from chatman.limits import MAX_ID, bad_character
 from chatman.messaging.inbound import InboundEvent
 
 # What a status callback may hold, checked before it is queued, so that what the database
@@ -15,15 +16,23 @@ from chatman.messaging.inbound import InboundEvent
 SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
 STATUS = re.compile(r"^[a-z_]{1,24}$")
 ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
-MAX_ID = 2**63 - 1
+
+
+# Inbound fields: an identifier longer than its column cannot be one (refused, 400); a
+# display text is cut to its column, as a long profile name is still the customer's name.
+IDENTIFIERS = {"MessageSid": 64, "From": 64, "WaId": 32, "OriginalRepliedMessageSid": 64}
+DISPLAY_TEXTS = {"ProfileName": 200, "ButtonText": 256, "ButtonPayload": 256, "MessageType": 24}
+MAX_MEDIA = 10  # WhatsApp sends at most ten media with a message
 
 
 def check_form(form: Mapping[str, Any]) -> None:
-    """No key or value of a webhook's form may hold a NUL character (no database keeps one)."""
+    """No key or value of a webhook's form may hold a NUL character or a lone surrogate (no
+    database keeps one)."""
     items = form.items(multi=True) if hasattr(form, "getlist") else form.items()  # every value
     for key, value in items:
-        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
-            raise Invalid(key.replace("\x00", "\\0"), "holds a NUL character")
+        reason = bad_character(key) or (bad_character(value) if isinstance(value, str) else None)
+        if reason:
+            raise Invalid(key.replace("\x00", "\\0"), reason)
 
 
 def parse_status(form: Mapping[str, Any], message_id: Any = None) -> StatusUpdate:
@@ -62,23 +71,32 @@ def parse_message_id(raw: Any) -> int | None:
     return int(text)
 
 
-def parse_inbound(form: Mapping[str, str]) -> InboundEvent | None:
-    """An incoming WhatsApp message (Twilio's form fields); None without MessageSid or From."""
+def parse_inbound(form: Mapping[str, str]) -> InboundEvent:
+    """An incoming WhatsApp message (Twilio's form fields); Invalid when MessageSid or From is
+    missing, an identifier is longer than any real one, or NumMedia is not a count."""
+    check_form(form)
+    for field, longest in IDENTIFIERS.items():
+        if len(form.get(field) or "") > longest:
+            raise Invalid(field, f"at most {longest} characters")
     sid, sender = form.get("MessageSid"), form.get("From", "")
     if not sid or not sender:
-        return None
-    media = int(form.get("NumMedia") or 0)
+        raise Invalid("MessageSid" if not sid else "From", "required")
+    raw_media = form.get("NumMedia") or "0"
+    if not raw_media.isdigit() or int(raw_media) > MAX_MEDIA:
+        raise Invalid("NumMedia", f"a count of media from 0 to {MAX_MEDIA}")
+    media = int(raw_media)
+    text = {field: (form.get(field) or "")[:longest] or None for field, longest in DISPLAY_TEXTS.items()}
     return InboundEvent(
         provider_sid=sid,
         phone=sender.removeprefix("whatsapp:"),
         wa_id=form.get("WaId") or None,
-        profile_name=form.get("ProfileName") or None,
+        profile_name=text["ProfileName"],
         body=form.get("Body") or None,
-        message_type=form.get("MessageType") or None,
-        button_text=form.get("ButtonText") or None,
-        button_payload=form.get("ButtonPayload") or None,
+        message_type=text["MessageType"],
+        button_text=text["ButtonText"],
+        button_payload=text["ButtonPayload"],
         media_url=form.get("MediaUrl0") if media else None,
-        media_type=form.get("MediaContentType0") if media else None,
+        media_type=((form.get("MediaContentType0") or "")[:128] or None) if media else None,
         latitude=_number(form.get("Latitude")),
         longitude=_number(form.get("Longitude")),
         location_label=form.get("Label") or form.get("Address") or None,

@@ -68,11 +68,12 @@ def save_trigger(session: Session, data: Mapping[str, Any], trigger_id: int | No
         trigger.match_type = "exact"  # unused: a fallback answers what nothing else matched
     _check(session, trigger)
     session.add(trigger)
+    name = trigger.name  # read now: a failed flush expires it
     try:
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict(f"a trigger named {trigger.name!r} already exists") from None
+        raise Conflict.taken("trigger", name) from None
     revisions.bump(session, REVISION)
     return trigger
 

@@ -18,7 +18,7 @@ from chatman.config import Settings
 from chatman.errors import Invalid
 from chatman.extensions import redis_client, request_session, settings
 from chatman.jobs import enqueue_sends, enqueue_status_drain
-from chatman.messaging.twilio_events import check_form, parse_inbound, parse_status
+from chatman.messaging.twilio_events import parse_inbound, parse_status
 from chatman.triggers.crud import trigger_index
 from chatman.triggers.inbound import InboundPolicy, handle_inbound
 from chatman.triggers.optout import OptWords
@@ -92,12 +92,10 @@ def inbound():
     """A customer wrote: handled in this transaction (see triggers.inbound), answers sent by
     jobs after the commit; Twilio gets empty TwiML (no reply of its own)."""
     try:
-        check_form(request.form)
+        event = parse_inbound(request.form)
     except Invalid as error:
+        log.warning("inbound message refused: %s", error.message)
         abort(400, error.message)
-    event = parse_inbound(request.form)
-    if event is None:
-        abort(400, "MessageSid and From are required")
     session = request_session()
     try:
         handled = handle_inbound(session, event, _policy(settings()), trigger_index(session))

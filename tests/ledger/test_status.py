@@ -99,3 +99,22 @@ def test_failure_keeps_the_error_code_and_a_later_read_clears_it(session):
     session.refresh(message)
     assert (message.status, message.error_code, message.read_at is not None) == ("read", None, True)
     assert counters.differences(session, campaign.id) == []
+
+
+def test_callbacks_the_database_refuses_are_isolated_and_the_rest_applied(app, session):
+    """The webhook refuses what no database keeps, but a callback queued by an older version
+    (or a rule we did not foresee) may still be refused at the database: the batch is split
+    down to it, and every other callback is applied."""
+    from sqlalchemy.orm import sessionmaker
+
+    from chatman.ledger.status import record_isolated
+
+    _, _, _, messages = make_submitted_run(session, 6)
+    events = [StatusUpdate(provider_sid=m.provider_sid, status="delivered") for m in messages]
+    events[4] = StatusUpdate(provider_sid=messages[4].provider_sid, status="failed", error_message="x\ud800")
+    refused = record_isolated(sessionmaker(app.extensions["chatman.db"].engine), events)
+    assert [index for index, _ in refused] == [4]
+    session.expire_all()
+    statuses = dict(session.execute(select(Message.provider_sid, Message.status)).all())
+    assert statuses.pop(messages[4].provider_sid) == "submitted"
+    assert set(statuses.values()) == {"delivered"}
