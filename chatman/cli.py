@@ -140,14 +140,26 @@ def user_create(email: str, password: str) -> None:
     click.echo(f"created user {user.email}")
 
 
+DEMO_FALLBACK = {
+    "name": "Fallback",
+    "is_fallback": True,
+    "action": "reply",
+    "reply_body": "Thanks for writing! We did not catch that; someone from our team will read it.",
+}
+
+
 @demo_cli.command("seed")
 @click.option("--if-empty", is_flag=True, help="do nothing when contacts already exist")
 def demo_seed(if_empty: bool) -> None:
-    """Load demo contacts, attributes and segments."""
+    """Load demo contacts, attributes and segments, and a fallback reply for what no trigger
+    matches (so a customer of the demo always hears back)."""
     from chatman.contacts.demo import seed_demo
+    from chatman.triggers.crud import list_triggers, save_trigger
 
     with database().session() as session:
         created = seed_demo(session, only_if_empty=if_empty)
+        if created and not any(t.is_fallback for t in list_triggers(session)):
+            save_trigger(session, DEMO_FALLBACK)
     click.echo(f"demo data: {created} contacts created" if created else "demo data: nothing to do")
 
 

@@ -12,6 +12,11 @@ import phonenumbers
 
 # Where bin/run keeps what this install made for itself: the SQLite file, the secret key.
 SECRET_FILE = "secret_key"
+# What bin/run last ran with, so `flask` commands run beside it (simulator say, reports, ...)
+# reach the same server, database and Redis with nothing exported. The environment and .env
+# come first.
+RUN_FILE = "run.env"
+RUN_SETTINGS = ("PUBLIC_BASE_URL", "DATABASE_URL", "REDIS_URL")
 # Values that were ever printed in docs or code as examples: a key anyone can read is no key.
 PUBLIC_SECRETS = frozenset(
     {"dev-insecure-change-me", "change-me", "changeme", "secret", "dev", "development", "test", "testing"}
@@ -47,6 +52,36 @@ def ensure_instance_secret() -> Path | None:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(48) + "\n")
     return path
+
+
+def record_run_settings() -> str:
+    """bin/run: the address webhooks are called on follows HOST and PORT unless PUBLIC_BASE_URL
+    is set; it and the database and Redis given go to instance/run.env. Returns the address."""
+    from dotenv import load_dotenv
+
+    load_dotenv(override=False)
+    public = os.environ.get("PUBLIC_BASE_URL")
+    if not public:
+        host = os.environ.get("HOST") or "127.0.0.1"
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "*") else host  # listening everywhere
+        public = f"http://{host}:{os.environ.get('PORT') or 5000}"
+    values = {name: os.environ.get(name) for name in RUN_SETTINGS} | {"PUBLIC_BASE_URL": public}
+    path = instance_dir() / RUN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "# Written by bin/run on each start: what it runs with (flask commands read it).\n"
+        + "".join(f"{name}={value}\n" for name, value in values.items() if value)
+    )
+    return public.rstrip("/")
+
+
+def _run_settings() -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    path = instance_dir() / RUN_FILE
+    if not path.exists():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if k in RUN_SETTINGS and v}
 
 
 def check_secret_key(value: str | None) -> None:
@@ -149,7 +184,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         from dotenv import load_dotenv
 
         load_dotenv(override=False)
-        environ = dict(os.environ)
+        environ = _run_settings() | dict(os.environ)
 
     def get(name: str) -> str | None:
         value = environ.get(name)

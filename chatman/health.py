@@ -14,6 +14,7 @@ from chatman.clock import last_tick
 from chatman.extensions import database, redis_client
 from chatman.jobs import BATCH_TIMEOUT_S, worker_count
 from chatman.ledger.sending import overdue_claims
+from chatman.messaging import simulator
 from chatman.timeutils import utcnow
 
 bp = Blueprint("health", __name__)
@@ -45,6 +46,12 @@ def healthz():
         info["status_backlog"] = inbox.backlog(connection, inbox.STATUS)
         info["status_oldest_s"] = inbox.oldest_age_s(connection, inbox.STATUS)
         info["status_set_aside"] = inbox.set_aside_count(connection, inbox.STATUS)
+        # Simulated status callbacks our own webhook never took: non-zero means the
+        # simulator posts to a wrong address (PUBLIC_BASE_URL) or with a wrong key.
+        dropped, why = simulator.undelivered(connection)
+        info["simulator_callbacks_undelivered"] = dropped
+        if why:
+            info["simulator_last_error"] = why
     except RedisError as exc:
         checks["redis"] = f"error: {exc.__class__.__name__}"
     healthy = all(v == "ok" for v in checks.values())

@@ -43,6 +43,7 @@ class EventResultSchema(ma.Schema):
     contact_id = fields.Integer()
     duplicate = fields.Boolean(metadata={"description": "this event id was received before"})
     campaigns = ma.fields.List(fields.Integer(), metadata={"description": "campaigns it started"})
+    message = fields.Text(metadata={"description": "what happened, in words"})
 
 
 @blp.route("")
@@ -64,8 +65,23 @@ class Events(MethodView):
         session.commit()
         enqueue_sends(redis_client(), [], list(outcome.started.values()))
         return {
+            "message": _said(data["event"], outcome),
             "event_id": outcome.event_id,
             "contact_id": outcome.contact_id,
             "duplicate": outcome.duplicate,
             "campaigns": sorted(outcome.started),
         }
+
+
+def _said(name: str, outcome) -> str:
+    if outcome.duplicate:
+        return f"event id {outcome.event_id} was received before: nothing started again"
+    if not outcome.listening:
+        return (
+            f"no running triggered campaign listens for {name!r}: nothing was sent "
+            "(create one with kind triggered and this trigger_event, then launch it)"
+        )
+    started = len(outcome.started)
+    return (
+        f"{started} of {len(outcome.listening)} campaign(s) listening for {name!r} started for this contact"
+    )

@@ -62,20 +62,34 @@ class Messages(MethodView):
     @blp.arguments(SayArgs)
     @blp.response(202, SaidSchema)
     def post(self, args):
-        """A simulated customer writes to the business (text, or a button tap)."""
+        """A simulated customer writes to the business (text, or a button tap). 502 when our own
+        inbound webhook did not take it (a PUBLIC_BASE_URL that is not this server)."""
         if not (args["body"] or args["button_payload"]):
             abort(422, message="say something: body or button_payload", errors={"body": ["required"]})
         phone = normalise_phone(args["phone"], settings().default_region)
-        sid, status = simulator.customer_says(
-            settings().public_base_url + "/webhooks/twilio/inbound",
-            settings().webhook_auth_token,
-            phone,
-            body=args["body"],
-            button_payload=args["button_payload"],
-            button_text=args["button_text"],
-            replied_sid=args["replied_sid"],
-            profile_name=args["profile_name"],
-        )
+        url = settings().public_base_url + "/webhooks/twilio/inbound"
+        try:
+            sid, status = simulator.customer_says(
+                url,
+                settings().webhook_auth_token,
+                phone,
+                body=args["body"],
+                button_payload=args["button_payload"],
+                button_text=args["button_text"],
+                replied_sid=args["replied_sid"],
+                profile_name=args["profile_name"],
+            )
+        except OSError as error:  # requests' errors are OSErrors
+            abort(
+                502,
+                message=f"nobody answers at {url} ({error.__class__.__name__}); "
+                "is PUBLIC_BASE_URL this server?",
+            )
+        if status != 200:
+            abort(
+                502,
+                message=f"the inbound webhook at {url} answered HTTP {status}; the message was not received",
+            )
         return {"message_sid": sid, "webhook_status": status}
 
     @blp.arguments(ConversationArgs, location="query")

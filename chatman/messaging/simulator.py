@@ -39,6 +39,11 @@ FAILURES = [
     ("30008", "Unknown error"),
 ]
 RETRY_POST_S = 5.0
+# A callback the webhook cannot take is tried this many times (5 s, 10 s, 20 s, 40 s apart),
+# then dropped and counted, so a wrong PUBLIC_BASE_URL shows in /healthz instead of looping.
+MAX_POST_ATTEMPTS = 5
+UNDELIVERED_KEY = "chatman:simulator:undelivered"
+LAST_ERROR_KEY = "chatman:simulator:last-error"
 
 
 def plan_callbacks(
@@ -155,21 +160,38 @@ def post_due_callbacks(
         try:
             answer = http.post(url, data=form, headers=headers, timeout=10)
         except requests.RequestException as exc:
-            log.warning("simulated callback to %s not delivered: %s", url, exc)
-            connection.zadd(CALLBACKS_KEY, {member: now + RETRY_POST_S})
-            return False
+            return retry_or_drop(entry, f"{url} did not answer ({exc.__class__.__name__})")
         if answer.status_code >= 500:
-            connection.zadd(CALLBACKS_KEY, {member: now + RETRY_POST_S})
-            return False
+            return retry_or_drop(entry, f"{url} answered HTTP {answer.status_code}")
         if answer.status_code >= 400:  # a wrong PUBLIC_BASE_URL or key: retrying cannot help
-            log.error("simulated callback refused by %s: HTTP %s", url, answer.status_code)
-            return False
+            return drop(f"{url} refused it with HTTP {answer.status_code}")
         return True
+
+    def retry_or_drop(entry: dict, why: str) -> bool:
+        attempts = entry.get("attempts", 1)
+        if attempts >= MAX_POST_ATTEMPTS:
+            return drop(f"{why}, {attempts} times")
+        log.warning("simulated callback not delivered, trying again: %s", why)
+        again = json.dumps(entry | {"attempts": attempts + 1})
+        connection.zadd(CALLBACKS_KEY, {again: now + RETRY_POST_S * 2 ** (attempts - 1)})
+        return False
+
+    def drop(why: str) -> bool:
+        log.error("simulated status callback dropped: %s (is PUBLIC_BASE_URL this server?)", why)
+        pipe = connection.pipeline()
+        pipe.incr(UNDELIVERED_KEY).set(LAST_ERROR_KEY, why).execute()
+        return False
 
     with ThreadPoolExecutor(threads) as pool:
         posted = sum(pool.map(post, mine))
     http.close()
     return posted, next_due(connection)
+
+
+def undelivered(connection: Redis) -> tuple[int, str | None]:
+    """How many simulated callbacks were dropped undelivered, and the last one's reason."""
+    count, why = connection.mget(UNDELIVERED_KEY, LAST_ERROR_KEY)
+    return int(count or 0), why.decode() if why else None
 
 
 def next_due(connection: Redis) -> float | None:

@@ -41,6 +41,10 @@ FIELDS = (
     "enabled",
 )
 MAX_PATTERNS = 200
+# A fuzzy trigger's lowest score when none is given: a phrase said with a typo or two, or with
+# a short word left out, still matches ("wher is my ordr" for "where is my order"); one that
+# shares a word or two does not ("my order was great" for "where is my order").
+DEFAULT_FUZZY_THRESHOLD = 80.0
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -66,6 +70,8 @@ def save_trigger(session: Session, data: Mapping[str, Any], trigger_id: int | No
     trigger.enabled = True if trigger.enabled is None else trigger.enabled
     if trigger.is_fallback and not trigger.match_type:
         trigger.match_type = "exact"  # unused: a fallback answers what nothing else matched
+    if trigger.match_type == "fuzzy" and trigger.threshold is None and not trigger.is_fallback:
+        trigger.threshold = DEFAULT_FUZZY_THRESHOLD
     _check(session, trigger)
     session.add(trigger)
     name = trigger.name  # read now: a failed flush expires it
@@ -111,9 +117,7 @@ def _check(session: Session, t: Trigger) -> None:
             elif t.match_type not in ("button",) and not normalise(pattern):
                 fail(field, "nothing is left to match once case, punctuation and emoji are set aside")
     if t.match_type == "fuzzy" and not t.is_fallback:
-        if t.threshold is None:
-            fail("threshold", "a fuzzy trigger needs a threshold (the lowest score that matches, 1-100)")
-        elif not 0 < t.threshold <= 100:
+        if not 0 < t.threshold <= 100:
             fail("threshold", f"{t.threshold} is out of range: between 1 and 100")
     elif t.threshold is not None:
         fail("threshold", "only a fuzzy trigger has a threshold")

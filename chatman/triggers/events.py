@@ -32,6 +32,8 @@ class EventOutcome:
     duplicate: bool
     # campaign id -> (run id, message id to send) for the campaigns it started now
     started: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # the running triggered campaigns subscribed to the event (started or not, e.g. DND)
+    listening: list[int] = field(default_factory=list)
 
 
 def record_event(
@@ -72,7 +74,8 @@ def record_event(
         earlier = session.scalar(select(Event).where(Event.event_id == event_id))
         return EventOutcome(event_id, earlier.contact_id, duplicate=True)
     outcome = EventOutcome(event_id, contact_id, duplicate=False)
-    for campaign_id in triggered.subscribed(session, name):
+    outcome.listening = list(triggered.subscribed(session, name))
+    for campaign_id in outcome.listening:
         started = triggered.start_for_contact(
             session, campaign_id, contact_id, f"event:{event_id}", properties, now
         )

@@ -19,7 +19,6 @@ def test_trigger_mistakes_are_refused_with_the_field_named(client, auth):
         ({"match_type": "regex", "patterns": ["order[0-9"]}, "patterns[0]", "invalid regex"),
         ({"match_type": "regex", "patterns": [r"(a)\1"]}, "patterns[0]", "invalid regex"),
         ({"match_type": "fuzzy", "threshold": 140}, "threshold", "out of range"),
-        ({"match_type": "fuzzy"}, "threshold", "needs a threshold"),
         ({"threshold": 80}, "threshold", "only a fuzzy trigger"),
         ({"patterns": []}, "patterns", "at least one pattern"),
         ({"patterns": ["🙂🙂"]}, "patterns[0]", "nothing is left to match"),
