@@ -220,5 +220,8 @@ def regex_error(pattern: str) -> str | None:
     try:
         re2.compile(pattern, _regex_options())
     except re2.error as exc:
-        return str(exc) or "not a valid regular expression"
+        reason = exc.args[0] if exc.args else ""
+        if isinstance(reason, bytes):  # RE2's binding gives its message as bytes
+            reason = reason.decode("utf-8", "replace")
+        return str(reason) or "not a valid regular expression"
     return None

@@ -16,7 +16,7 @@ def test_trigger_mistakes_are_refused_with_the_field_named(client, auth):
         "reply_body": "Hello",
     }
     cases = [
-        ({"match_type": "regex", "patterns": ["order[0-9"]}, "patterns[0]", "invalid regex"),
+        ({"match_type": "regex", "patterns": ["order[0-9"]}, "patterns[0]", "invalid regex: missing ]: [0-9"),
         ({"match_type": "regex", "patterns": [r"(a)\1"]}, "patterns[0]", "invalid regex"),
         ({"match_type": "fuzzy", "threshold": 140}, "threshold", "out of range"),
         ({"threshold": 80}, "threshold", "only a fuzzy trigger"),
