@@ -87,6 +87,8 @@ def _import_with_progress(file: BinaryIO, mapping: dict | None) -> ImportReport:
                 default_region=settings().default_region,
                 mapping=mapping,
                 batch_size=settings().import_batch_size,
+                max_new_attributes=settings().import_max_new_attributes,
+                max_attributes=settings().max_attributes,
                 # Worth the process start-up only for a file of some size.
                 workers=min(os.cpu_count() or 1, 4) if size > PARALLEL_IMPORT_BYTES else 1,
                 on_progress=bar.update,

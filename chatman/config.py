@@ -143,6 +143,8 @@ class Settings:
     # Messages per second per sender (WhatsApp's default is 80); 0 lifts the limit.
     sender_rate_per_s: float = 80.0
     import_batch_size: int = 1000
+    import_max_new_attributes: int = 50
+    max_attributes: int = 500
     # Requests in flight per send batch (the provider's round trip divides throughput by it).
     send_concurrency: int = 32
     # A claim older than this belongs to a dead batch; the clock recovers its rows.
@@ -272,6 +274,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         clock_interval_s=number("CLOCK_INTERVAL_S", Settings.clock_interval_s),
         sender_rate_per_s=number("SENDER_RATE_PER_S", Settings.sender_rate_per_s),
         import_batch_size=int(number("IMPORT_BATCH_SIZE", Settings.import_batch_size, int)),
+        import_max_new_attributes=int(
+            number("IMPORT_MAX_NEW_ATTRIBUTES", Settings.import_max_new_attributes, int)
+        ),
+        max_attributes=int(number("MAX_ATTRIBUTES", Settings.max_attributes, int)),
         send_concurrency=concurrency,
         stale_claim_s=stale_claim_s,
         sender_daily_limit=daily_limit,

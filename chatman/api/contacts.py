@@ -168,6 +168,8 @@ class ContactImport(MethodView):
             default_region=settings().default_region,
             mapping=mapping,
             batch_size=settings().import_batch_size,
+            max_new_attributes=settings().import_max_new_attributes,
+            max_attributes=settings().max_attributes,
         )
         return asdict(report)
 

@@ -1,9 +1,12 @@
 """Streamed CSV import of contacts: upsert on the canonical phone, a report of rejected rows.
 
-The file is read twice, never held in memory: a first pass checks that it is UTF-8 CSV with
-a phone column and infers the type of new attribute columns, so a malformed file fails
-before anything is written; the second pass upserts in batches, each committed, so an
-interrupted import keeps what it did and can simply be run again.
+The file is read twice, never held in memory. The first pass checks that it is UTF-8 CSV
+with a phone column, checks every row as the second pass will, and lets the rows it accepts
+vote on the type of each new attribute column; a malformed file fails before anything is
+written. The second pass upserts the accepted rows in batches, each committed, so an
+interrupted import keeps what it did and can simply be run again. Every value a row can hold
+is checked against what the database keeps (lengths, NUL), so a row the database would refuse
+is a row error, never a failed batch.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
 from itertools import islice
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -32,9 +35,15 @@ from chatman.contacts.fields import (
 from chatman.contacts.models import Contact
 from chatman.dialects import upsert
 from chatman.errors import Invalid
+from chatman.limits import bad_character
 from chatman.timeutils import utcnow
 
 MAX_REPORTED_ERRORS = 1000
+# A file may create this many attributes, and an install hold this many: a file with a
+# column per customer would otherwise define thousands (settings can change both).
+MAX_NEW_ATTRIBUTES = 50
+MAX_ATTRIBUTES = 500
+TEXT_LIMITS = {"name": 200, "wa_id": 32}  # their columns' lengths
 CORE_TARGETS = ("phone", "name", "timezone", "wa_id")
 ALIASES = {
     "phone": {
@@ -154,24 +163,33 @@ def plan_columns(header: list[str], mapping: Mapping[str, str | None] | None) ->
     return plan
 
 
-def _infer_type(values: set[str]) -> str:
-    def all_parse(parse: Callable[[str], Any]) -> bool:
-        try:
-            for v in values:
-                parse(v)
-        except ValueError:
-            return False
-        return True
+NUMBER = re.compile(r"-?[\d,]*\.?\d+")
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-    if not values:
-        return "string"
-    if all(v.lower() in ("true", "false", "yes", "no") for v in values):
-        return "boolean"
-    if all_parse(lambda v: float(v.replace(",", "")) if re.fullmatch(r"-?[\d,]*\.?\d+", v) else int("x")):
-        return "number"
-    if all_parse(lambda v: date.fromisoformat(v) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) else int("x")):
-        return "date"
-    return "string"
+
+def _kinds(value: str) -> tuple[str, ...]:
+    """The attribute types a cell's text fits, most specific first."""
+    if value.lower() in ("true", "false", "yes", "no"):
+        return ("boolean",)
+    if NUMBER.fullmatch(value):
+        return ("number",)
+    if ISO_DATE.fullmatch(value):
+        try:
+            date.fromisoformat(value)
+            return ("date",)
+        except ValueError:
+            pass
+    return ()
+
+
+def _elect(votes: Counter[str]) -> str | None:
+    """A new column's type: the one most of its values fit (more than half), else string;
+    None when no accepted row has a value in it (it then defines nothing)."""
+    total = sum(votes.values())
+    if not total:
+        return None
+    kind, count = votes.most_common(1)[0]
+    return kind if count * 2 > total else "string"
 
 
 class _CountingReader(io.RawIOBase):
@@ -225,10 +243,17 @@ def _chain(sample: str, rest: IO[str]) -> Iterator[str]:
 
 
 def scan(
-    binfile: IO[bytes], mapping: Mapping[str, str | None] | None, known_types: dict[str, str]
+    binfile: IO[bytes],
+    mapping: Mapping[str, str | None] | None,
+    known_types: dict[str, str],
+    default_region: str | None = None,
+    max_new_attributes: int = MAX_NEW_ATTRIBUTES,
+    max_attributes: int = MAX_ATTRIBUTES,
+    workers: int = 1,
+    batch_size: int = 1000,
 ) -> tuple[dict[str, str], dict[str, str], int]:
-    """First pass: the column plan, types for new attributes, and the number of data rows."""
-    values: dict[str, set[str]] = {}
+    """First pass: the column plan, types for new attributes (voted by the rows that pass
+    every other check), and the number of data rows."""
     rows = 0
     try:
         header, records = _records(binfile)
@@ -238,20 +263,67 @@ def scan(
             for c, t in plan.items()
             if t.startswith("attributes.") and t[len("attributes.") :] not in known_types
         }
-        index = {c: header.index(c) for c in new_attrs}
-        for _, record in records:
-            rows += 1
-            for column, i in index.items():
-                if i < len(record) and record[i].strip() and len(values.setdefault(column, set())) < 5000:
-                    values[column].add(record[i].strip())
+        _check_caps(len(new_attrs), len(known_types), max_new_attributes, max_attributes)
+        vote = partial(
+            _vote_chunk,
+            width=len(header),
+            known=[(header.index(c), c, t) for c, t in plan.items() if c not in new_attrs],
+            types=known_types,
+            default_region=default_region,
+            new={c: header.index(c) for c in new_attrs},
+        )
+        votes: dict[str, Counter[str]] = {c: Counter() for c in new_attrs}
+        chunks = _chunks(((n, r) for n, r in records if any(cell.strip() for cell in r)), batch_size)
+        for counted, chunk_votes in _parse_all(chunks, vote, workers):
+            rows += counted
+            for column, counter in chunk_votes.items():
+                votes[column].update(counter)
     except UnicodeDecodeError:
         raise Invalid(
             "file", f"the file is not UTF-8 text (stopped near data row {rows + 1}); save it as 'CSV UTF-8'"
         ) from None
     except csv.Error as exc:
         raise Invalid("file", f"the file is not valid CSV near data row {rows + 1}: {exc}") from None
-    types = {name: _infer_type(values.get(column, set())) for column, name in new_attrs.items()}
-    return plan, types, rows
+    elected = {name: _elect(votes[column]) for column, name in new_attrs.items()}
+    # A new column no accepted row fills defines nothing, and is not imported.
+    plan = {c: t for c, t in plan.items() if c not in new_attrs or elected[new_attrs[c]] is not None}
+    return plan, {name: kind for name, kind in elected.items() if kind is not None}, rows
+
+
+def _vote_chunk(
+    chunk: list[Record],
+    width: int,
+    known: list[tuple[int, str, str]],
+    types: dict[str, str],
+    default_region: str | None,
+    new: dict[str, int],
+) -> tuple[int, dict[str, Counter[str]]]:
+    """The rows of `chunk` that pass every check but their new columns' types vote on those
+    types: how many rows there were, and per new column the types its cells fit."""
+    votes: dict[str, Counter[str]] = {column: Counter() for column in new}
+    for number, record in chunk:
+        if isinstance(_parse_row(number, record, width, known, types, default_region), RowError):
+            continue
+        for column, i in new.items():
+            cell = record[i].strip() if i < len(record) else ""
+            if cell and bad_character(cell) is None:
+                votes[column].update(_kinds(cell) or ("string",))
+    return len(chunk), votes
+
+
+def _check_caps(new: int, existing: int, max_new: int, max_total: int) -> None:
+    if new > max_new:
+        raise Invalid(
+            "file",
+            f"the file would create {new} new attributes; an import may create at most {max_new} "
+            "(IMPORT_MAX_NEW_ATTRIBUTES): map the columns you do not need to null",
+        )
+    if existing + new > max_total:
+        raise Invalid(
+            "file",
+            f"the file would create {new} new attributes, and {existing} exist already; an install "
+            f"holds at most {max_total} (MAX_ATTRIBUTES)",
+        )
 
 
 def import_contacts(
@@ -264,6 +336,8 @@ def import_contacts(
     workers: int = 1,
     on_progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
+    max_new_attributes: int = MAX_NEW_ATTRIBUTES,
+    max_attributes: int = MAX_ATTRIBUTES,
 ) -> ImportReport:
     """Import contacts from a seekable binary CSV file, committing every `batch_size` rows.
 
@@ -273,7 +347,9 @@ def import_contacts(
     """
     now = now or utcnow()
     types = attribute_types(session)
-    plan, new_types, _ = scan(binfile, mapping, types)
+    plan, new_types, _ = scan(
+        binfile, mapping, types, default_region, max_new_attributes, max_attributes, workers, batch_size
+    )
     binfile.seek(0)
     report = ImportReport(new_attributes=new_types)
     for name, type_ in new_types.items():
@@ -314,6 +390,7 @@ def import_contacts(
 
 
 Record = tuple[int, list[str]]
+T = TypeVar("T")
 
 
 def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -323,8 +400,8 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 
 def _parse_all(
-    chunks: Iterator[list[Record]], parse: Callable[[list[Record]], list], workers: int
-) -> Iterator[list[dict[str, Any] | RowError]]:
+    chunks: Iterator[list[Record]], parse: Callable[[list[Record]], T], workers: int
+) -> Iterator[T]:
     """Parsed chunks in file order; with workers, a bounded number in flight at a time."""
     if workers <= 1:
         yield from map(parse, chunks)
@@ -362,6 +439,9 @@ def _parse_row(
     row: dict[str, Any] = {"phone": None, "name": None, "timezone": None, "wa_id": None, "attributes": {}}
     for index, column, target in columns:
         cell = record[index].strip() if index < len(record) else ""
+        reason = bad_character(cell)
+        if reason:
+            return RowError(number, column, cell.replace("\x00", "\\0"), reason)
         try:
             if target == "phone":
                 row["phone"] = normalise_phone(cell, default_region, column)
@@ -369,7 +449,11 @@ def _parse_row(
                 continue
             elif target == "timezone":
                 row["timezone"] = validate_timezone(cell, column)
-            elif target in ("name", "wa_id"):
+            elif target in TEXT_LIMITS:
+                if len(cell) > TEXT_LIMITS[target]:
+                    raise Invalid(
+                        column, f"at most {TEXT_LIMITS[target]} characters (this one has {len(cell)})"
+                    )
                 row[target] = cell
             else:
                 name = target[len("attributes.") :]

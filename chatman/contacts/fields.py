@@ -12,6 +12,7 @@ import phonenumbers
 from chatman.errors import Invalid
 
 ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+WHATSAPP_STYLE = re.compile(r"[1-9]\d{10,14}")  # 11-15 digits: a country code and a number
 _TIMEZONES = frozenset(available_timezones())
 
 
@@ -25,6 +26,9 @@ def normalise_phone(raw: str, default_region: str | None, field: str = "phone") 
     has_country_code = text.startswith("+") or text.startswith("00")
     if text.startswith("00"):
         text = "+" + text[2:]
+    if not has_country_code and default_region is None and WHATSAPP_STYLE.fullmatch(text):
+        # As WhatsApp writes numbers (its wa_id): the country code, then the number, no "+".
+        text, has_country_code = "+" + text, True
     if not has_country_code and default_region is None:
         raise Invalid(
             field,
