@@ -159,7 +159,10 @@ class Campaigns(MethodView):
         next_after = campaigns[-1].id if len(campaigns) == args["limit"] else None
         return {"items": [_dump(c) for c in campaigns], "next_after": next_after}
 
-    @blp.arguments(CampaignSchema)
+    @blp.arguments(
+        CampaignSchema,
+        example={"name": "November sale", "body": "Hi {{name}}, 20% off today", "include_segments": [1]},
+    )
     @blp.response(201, CampaignSchema)
     def post(self, data):
         session = request_session()
@@ -213,7 +216,7 @@ class PreflightCheck(MethodView):
 
 @blp.route("/<int:campaign_id>/schedule")
 class Schedule(MethodView):
-    @blp.arguments(ScheduleSchema)
+    @blp.arguments(ScheduleSchema, example={"send_at": "2031-01-15T09:30:00", "timezone": "Asia/Kolkata"})
     @blp.response(200, CampaignSchema)
     def post(self, data, campaign_id: int):
         """Send at a wall-clock time in a named timezone (stored in UTC)."""

@@ -111,7 +111,15 @@ class Contacts(MethodView):
         )
         return {"items": items, "next_after": next_after}
 
-    @blp.arguments(ContactCreateSchema)
+    @blp.arguments(
+        ContactCreateSchema,
+        example={
+            "phone": "+919812345678",
+            "name": "Asha",
+            "timezone": "Asia/Kolkata",
+            "attributes": {"city": "Pune"},
+        },
+    )
     @blp.response(201, ContactSchema)
     def post(self, data):
         """Create a contact; the phone is stored in E.164."""
@@ -181,7 +189,7 @@ class Attributes(MethodView):
         """Custom attributes and their types."""
         return attributes.list_definitions(request_session())
 
-    @blp.arguments(AttributeSchema)
+    @blp.arguments(AttributeSchema, example={"name": "renewal_date", "type": "date"})
     @blp.response(201, AttributeSchema)
     def post(self, data):
         """Declare an attribute's type before values arrive (e.g. a date)."""

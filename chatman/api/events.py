@@ -48,7 +48,14 @@ class EventResultSchema(ma.Schema):
 
 @blp.route("")
 class Events(MethodView):
-    @blp.arguments(EventSchema)
+    @blp.arguments(
+        EventSchema,
+        example={
+            "event": "order_created",
+            "contact": {"phone": "+919812345679"},
+            "properties": {"order_id": "1001"},
+        },
+    )
     @blp.response(202, EventResultSchema)
     def post(self, data):
         """Record an event; every running triggered campaign subscribed to it sends to the

@@ -55,7 +55,13 @@ class Flows(MethodView):
     def get(self):
         return crud.list_flows(request_session())
 
-    @blp.arguments(FlowSchema)
+    @blp.arguments(
+        FlowSchema,
+        example={
+            "name": "signup",
+            "steps": [{"id": "city", "type": "ask", "text": "Your city?", "save_to": "city"}],
+        },
+    )
     @blp.response(201, FlowSchema)
     def post(self, data):
         session = request_session()

@@ -67,6 +67,11 @@ class MembersSchema(ma.Schema):
     contact_ids = ma.fields.List(fields.Id(), load_default=list)
     phones = ma.fields.List(fields.Text(max=64), load_default=list)
 
+    @ma.validates_schema
+    def _someone(self, data: dict, **_kwargs) -> None:
+        if not data.get("contact_ids") and not data.get("phones"):
+            raise ma.ValidationError("give contact_ids or phones (or both)", "contact_ids")
+
 
 class MemberChangeSchema(ma.Schema):
     changed = fields.Integer(metadata={"description": "members added or removed"})
@@ -94,7 +99,14 @@ class Segments(MethodView):
     def get(self):
         return [_dump(s) for s in segments.list_segments(request_session())]
 
-    @blp.arguments(SegmentSchema)
+    @blp.arguments(
+        SegmentSchema,
+        example={
+            "name": "Pune",
+            "kind": "dynamic",
+            "rules": {"all": [{"field": "attributes.city", "op": "eq", "value": "Pune"}]},
+        },
+    )
     @blp.response(201, SegmentSchema)
     def post(self, data):
         """Create a segment: static (members) or dynamic (rules compiled to SQL)."""
@@ -106,7 +118,10 @@ class Segments(MethodView):
 
 @blp.route("/preview")
 class RulesPreview(MethodView):
-    @blp.arguments(RulesPreviewSchema)
+    @blp.arguments(
+        RulesPreviewSchema,
+        example={"rules": {"any": [{"field": "name", "op": "contains", "value": "a"}]}, "sample": 5},
+    )
     @blp.response(200, PreviewSchema)
     def post(self, data):
         """Count and sample the contacts that unsaved rules would select."""

@@ -49,7 +49,17 @@ class Templates(MethodView):
     def get(self):
         return templates.list_templates(request_session())
 
-    @blp.arguments(TemplateSchema)
+    @blp.arguments(
+        TemplateSchema,
+        example={
+            "name": "offer",
+            "language": "en",
+            "category": "marketing",
+            "status": "approved",
+            "body": "Hi {{first}}",
+            "variables": {"first": {"field": "name"}},
+        },
+    )
     @blp.response(201, TemplateSchema)
     def post(self, data):
         session = request_session()

@@ -70,6 +70,11 @@ class MatchArgs(ma.Schema):
     text = fields.Text(load_default=None, max=4096)
     button_payload = fields.Text(load_default=None, max=256)
 
+    @ma.validates_schema
+    def _something(self, data: dict, **_kwargs) -> None:
+        if not data.get("text") and not data.get("button_payload"):
+            raise ma.ValidationError("give the text of a message, or a button_payload", "text")
+
 
 class MatchSchema(ma.Schema):
     trigger_id = fields.Id(allow_none=True)
@@ -83,7 +88,16 @@ class Triggers(MethodView):
     def get(self):
         return crud.list_triggers(request_session())
 
-    @blp.arguments(TriggerSchema)
+    @blp.arguments(
+        TriggerSchema,
+        example={
+            "name": "hours",
+            "match_type": "keyword",
+            "patterns": ["hours", "open"],
+            "action": "reply",
+            "reply_body": "We open at 10.",
+        },
+    )
     @blp.response(201, TriggerSchema)
     def post(self, data):
         session = request_session()

@@ -157,7 +157,12 @@ def delete_segment(session: Session, segment_id: int) -> None:
     users = list(session.scalars(select(SegmentLink.segment_id).where(SegmentLink.other_id == segment_id)))
     if users:
         raise Conflict(f"segment {segment_id} is used by segment(s) {', '.join(map(str, users))}")
-    session.execute(delete(Segment).where(Segment.id == segment_id))
+    try:
+        with session.begin_nested():
+            session.execute(delete(Segment).where(Segment.id == segment_id))
+    except IntegrityError:  # a campaign's audience names it (campaigns sit above contacts)
+        reason = "is the audience of a campaign; it cannot be deleted"
+        raise Conflict(f"segment {segment_id} {reason}", {"segment_id": [reason]}) from None
 
 
 def segment_condition(session: Session, segment_id: int, now: datetime | None = None) -> ColumnElement[bool]:

@@ -63,16 +63,17 @@ def save_trigger(session: Session, data: Mapping[str, Any], trigger_id: int | No
     trigger = (
         get_trigger(session, trigger_id) if trigger_id else Trigger(patterns=[], priority=0, cooldown_s=0)
     )
-    for key in FIELDS:
-        if key in data:
-            setattr(trigger, key, data[key])
-    trigger.is_fallback = bool(trigger.is_fallback)
-    trigger.enabled = True if trigger.enabled is None else trigger.enabled
-    if trigger.is_fallback and not trigger.match_type:
-        trigger.match_type = "exact"  # unused: a fallback answers what nothing else matched
-    if trigger.match_type == "fuzzy" and trigger.threshold is None and not trigger.is_fallback:
-        trigger.threshold = DEFAULT_FUZZY_THRESHOLD
-    _check(session, trigger)
+    with session.no_autoflush:  # the checks query: nothing half-checked is flushed
+        for key in FIELDS:
+            if key in data:
+                setattr(trigger, key, data[key])
+        trigger.is_fallback = bool(trigger.is_fallback)
+        trigger.enabled = True if trigger.enabled is None else trigger.enabled
+        if trigger.is_fallback and not trigger.match_type:
+            trigger.match_type = "exact"  # unused: a fallback answers what nothing else matched
+        if trigger.match_type == "fuzzy" and trigger.threshold is None and not trigger.is_fallback:
+            trigger.threshold = DEFAULT_FUZZY_THRESHOLD
+        _check(session, trigger)
     session.add(trigger)
     name = trigger.name  # read now: a failed flush expires it
     try:
@@ -140,14 +141,21 @@ def _check(session: Session, t: Trigger) -> None:
 
 
 def _check_action(session: Session, t: Trigger, fail) -> None:
+    # Every record named must exist, whatever the action: the row keeps them all.
+    for field, model, kind in (
+        ("reply_template_id", Template, "template"),
+        ("campaign_id", Campaign, "campaign"),
+        ("flow_id", Flow, "flow"),
+    ):
+        record_id = getattr(t, field)
+        if record_id is not None and session.get(model, record_id) is None:
+            fail(field, f"{kind} {record_id} not found")
     if t.action not in ACTIONS:
         fail("action", f"one of {', '.join(ACTIONS)}")
         return
     if t.action == "reply":
         if not (t.reply_body and t.reply_body.strip()) and t.reply_template_id is None:
             fail("reply_body", "a reply needs reply_body (free text), reply_template_id, or both")
-        if t.reply_template_id is not None and session.get(Template, t.reply_template_id) is None:
-            fail("reply_template_id", f"template {t.reply_template_id} not found")
     elif t.action == "enroll":
         campaign = session.get(Campaign, t.campaign_id) if t.campaign_id is not None else None
         if campaign is None:
@@ -156,7 +164,7 @@ def _check_action(session: Session, t: Trigger, fail) -> None:
             fail(
                 "campaign_id", f"campaign {campaign.id} is {campaign.kind}; only a triggered campaign enrolls"
             )
-    elif t.action == "flow" and (t.flow_id is None or session.get(Flow, t.flow_id) is None):
+    elif t.action == "flow" and t.flow_id is None:
         fail("flow_id", "flow needs an existing flow_id")
 
 

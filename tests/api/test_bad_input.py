@@ -99,6 +99,14 @@ CASES = {
     "PATCH a trigger to a taken name": ("patch", "triggers/{trigger}", {"name": "hours2"}, 409, "name"),
     "PATCH a flow to a taken name": ("patch", "flows/{flow}", {"name": "survey2"}, 409, "name"),
     "PATCH a template to a taken name": ("patch", "templates/{template}", {"name": "hello2"}, 409, "name"),
+    "DELETE a segment a campaign sends to": ("delete", "segments/{segment}", None, 409, "segment_id"),
+    "PATCH a trigger to name a missing flow": (
+        "patch",
+        "triggers/{trigger}",
+        {"action": "flow", "flow_id": 999999, "reply_template_id": 999999},
+        422,
+        "flow_id",
+    ),
     "unknown template on POST": (
         "post",
         "campaigns",
