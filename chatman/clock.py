@@ -17,6 +17,7 @@ from redis import Redis
 from chatman import inbox, jobs, queues
 from chatman.campaigns import dispatch, lifecycle
 from chatman.config import Settings
+from chatman.contacts import imports
 from chatman.db import Database
 from chatman.errors import Conflict, Invalid
 from chatman.flows import engine as flows
@@ -171,6 +172,18 @@ def squash_counters(db: Database, connection: Redis) -> TickTask:
     return task
 
 
+def resume_imports(db: Database, connection: Redis) -> TickTask:
+    """Tick task: every CSV import not finished has a job; one whose worker died starts again."""
+
+    def task(now: datetime) -> int:
+        with db.sessionmaker() as session:
+            waiting = imports.unfinished(session)
+        return sum(jobs.enqueue_import(connection, import_id) for import_id in waiting)
+
+    task.__name__ = "resume_imports"
+    return task
+
+
 def simulated_network(connection: Redis) -> TickTask:
     """Tick task: post the simulator's overdue callbacks. Each round of posting schedules the
     next; a worker killed mid-round ends that chain, and statuses would wait for the next send."""
@@ -193,4 +206,5 @@ def default_tasks(db: Database, connection: Redis, settings: Settings) -> list[T
         expire_flows(db, connection),
         squash_counters(db, connection),
         simulated_network(connection),
+        resume_imports(db, connection),
     ]

@@ -24,7 +24,7 @@ from rq.job import get_current_job
 from chatman import inbox, queues
 from chatman.config import Settings, load_settings
 from chatman.db import Database
-from chatman.queues import QUEUES, REPLIES, enqueue_once, hand_on
+from chatman.queues import DEFAULT, QUEUES, REPLIES, enqueue_once, hand_on
 
 # Longer than any batch takes: RQ stops one that overruns (its lease then runs out, and
 # recovery settles its rows).
@@ -275,6 +275,38 @@ def apply_waiting_events() -> int:
         moved = apply_pending_events(session, sids_with_pending_events(session))
         session.commit()
     return moved
+
+
+# A 100 MB file imports in a few minutes; RQ stops a job that runs longer than this, and the
+# clock then starts the import again.
+IMPORT_TIMEOUT_S = 3600
+
+
+def enqueue_import(connection: Redis, import_id: int) -> bool:
+    """Enqueue a CSV import, unless its job is queued or running on a live worker."""
+    return enqueue_once(
+        connection,
+        import_contacts,
+        f"import-{import_id}",
+        import_id,
+        queue_name=DEFAULT,
+        job_timeout=IMPORT_TIMEOUT_S,
+    )
+
+
+def import_contacts(import_id: int) -> str:
+    """Import an uploaded CSV (contacts.imports), recording its progress as it goes."""
+    from chatman.contacts.imports import run_import
+
+    settings, db, _ = _context()
+    return run_import(
+        db.sessionmaker,
+        import_id,
+        default_region=settings.default_region,
+        batch_size=settings.import_batch_size,
+        max_new_attributes=settings.import_max_new_attributes,
+        max_attributes=settings.max_attributes,
+    )
 
 
 def squash_counters() -> int:

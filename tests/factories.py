@@ -167,3 +167,25 @@ def launch_campaign(
     if freeze:
         freeze_run(session, run.id)
     return campaign, run
+
+
+def api_import(client, auth, content: bytes | str, **form):
+    """Upload a CSV to POST /contacts/import; when it is queued (202), run its job here, as a
+    worker would (the test asks for the in_process_jobs fixture), and return (the upload's
+    answer, the import as GET /contacts/imports/{id} shows it once over)."""
+    import io
+
+    from chatman import jobs
+
+    data = content.encode() if isinstance(content, str) else content
+    answer = client.post(
+        "/api/v1/contacts/import",
+        headers=auth,
+        data={"file": (io.BytesIO(data), "contacts.csv"), **form},
+        content_type="multipart/form-data",
+    )
+    if answer.status_code != 202:
+        return answer, None
+    assert answer.headers["Location"].endswith(f"/api/v1/contacts/imports/{answer.json['id']}")
+    jobs.import_contacts(answer.json["id"])
+    return answer, client.get(f"/api/v1/contacts/imports/{answer.json['id']}", headers=auth).json

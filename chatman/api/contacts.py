@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import marshmallow as ma
 from flask import request
@@ -13,10 +12,10 @@ from flask_smorest import Blueprint
 from chatman.api import fields
 from chatman.api.auth import require_token
 from chatman.api.checks import check_request
-from chatman.contacts import attributes, crud
-from chatman.contacts.csv_import import import_contacts
+from chatman.contacts import attributes, crud, imports
 from chatman.errors import Invalid
-from chatman.extensions import request_session, settings
+from chatman.extensions import redis_client, request_session, settings
+from chatman.jobs import enqueue_import
 from chatman.messaging.erasure import erase_contact
 
 blp = Blueprint("contacts", __name__, url_prefix="/", description="Contacts and their attributes")
@@ -95,6 +94,37 @@ class ImportReportSchema(ma.Schema):
     new_attributes = ma.fields.Dict(keys=fields.Text(), values=fields.Text())
 
 
+class ImportSchema(ma.Schema):
+    id = fields.Id()
+    status = fields.Text(metadata={"description": "queued, running, done or failed"})
+    filename = fields.Text(allow_none=True)
+    size_bytes = fields.Integer(minimum=0, maximum=2**62)
+    bytes_read = fields.Integer(minimum=0, maximum=2**62, metadata={"description": "how far it got"})
+    progress = ma.fields.Float(metadata={"description": "0 to 1"})
+    report = ma.fields.Nested(ImportReportSchema, allow_none=True, metadata={"description": "once done"})
+    error = ma.fields.Dict(allow_none=True, metadata={"description": "why the file was refused"})
+    created_at = ma.fields.AwareDateTime()
+    started_at = ma.fields.AwareDateTime(allow_none=True)
+    finished_at = ma.fields.AwareDateTime(allow_none=True)
+
+
+def _import(record) -> dict:
+    size = record.size_bytes or 0
+    return {
+        "id": record.id,
+        "status": record.status,
+        "filename": record.filename,
+        "size_bytes": size,
+        "bytes_read": record.bytes_read,
+        "progress": 1.0 if record.status == "done" else min(record.bytes_read / size, 1.0) if size else 0.0,
+        "report": record.report,
+        "error": record.error,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+    }
+
+
 class AttributeSchema(ma.Schema):
     name = fields.Text(required=True, min=1, max=64)
     type = fields.Text(required=True, validate=ma.validate.OneOf(["string", "number", "boolean", "date"]))
@@ -158,9 +188,11 @@ class ContactById(MethodView):
 class ContactImport(MethodView):
     @blp.arguments(ImportFormSchema, location="form")
     @blp.arguments(ImportFileSchema, location="files")
-    @blp.response(200, ImportReportSchema)
+    @blp.response(202, ImportSchema)
     def post(self, form, files):
-        """Upsert contacts from a UTF-8 CSV upload; returns a per-row error report."""
+        """Upsert contacts from a UTF-8 CSV upload, in the background: the answer (and its
+        Location) is the import to follow at GET /contacts/imports/{id}, whose report lists
+        the rows refused and why once it is done."""
         mapping = None
         if form.get("mapping"):
             try:
@@ -170,16 +202,30 @@ class ContactImport(MethodView):
             if not isinstance(mapping, dict) or not all(isinstance(v, str | None) for v in mapping.values()):
                 raise Invalid("mapping", "must be a JSON object of column -> target (or null)")
         upload = request.files["file"]
-        report = import_contacts(
-            request_session(),
+        session = request_session()
+        record = imports.create_import(
+            session,
             upload.stream,
-            default_region=settings().default_region,
-            mapping=mapping,
-            batch_size=settings().import_batch_size,
-            max_new_attributes=settings().import_max_new_attributes,
-            max_attributes=settings().max_attributes,
+            upload.filename,
+            mapping,
+            settings().import_max_new_attributes,
+            settings().max_attributes,
         )
-        return asdict(report)
+        session.commit()
+        enqueue_import(redis_client(), record.id)
+        return (
+            _import(record),
+            202,
+            {"Location": f"{request.script_root}/api/v1/contacts/imports/{record.id}"},
+        )
+
+
+@blp.route("/contacts/imports/<int:import_id>")
+class ContactImportById(MethodView):
+    @blp.response(200, ImportSchema)
+    def get(self, import_id: int):
+        """An import's progress, and its report once done (or why the file was refused)."""
+        return _import(imports.get_import(request_session(), import_id))
 
 
 @blp.route("/attributes")

@@ -75,7 +75,8 @@ class MembersSchema(ma.Schema):
 
 class MemberChangeSchema(ma.Schema):
     changed = fields.Integer(metadata={"description": "members added or removed"})
-    not_found = ma.fields.List(ma.fields.Dict())
+    not_found = ma.fields.List(ma.fields.Dict(), metadata={"description": "the first 1,000 misses"})
+    not_found_count = fields.Integer(metadata={"description": "every contact id or phone not found"})
 
 
 def _dump(segment) -> dict:
@@ -195,13 +196,19 @@ class MembersImport(MethodView):
     def post(self, _files, segment_id: int):
         """Add the contacts listed in a CSV's phone column to a static segment."""
         text = io.TextIOWrapper(request.files["file"].stream, encoding="utf-8-sig", newline="")
+        session = request_session()
         try:
             reader = csv.DictReader(text)
             header = [h.strip().lower() for h in reader.fieldnames or []]
             if "phone" not in header:
                 raise Invalid("file", "the CSV needs a column named phone")
             column = (reader.fieldnames or [])[header.index("phone")]
-            phones = [(n, row[column] or "") for n, row in enumerate(reader, start=2)]
+            # Read as it is added, a thousand rows at a time: the file is never held whole.
+            phones = ((n, row[column] or "") for n, row in enumerate(reader, start=2))
+            result = segments.add_members_streamed(session, segment_id, phones, settings().default_region)
         except UnicodeDecodeError:
             raise Invalid("file", "the file is not UTF-8 text") from None
-        return _change(segment_id, "add", [], phones)
+        except csv.Error as error:
+            raise Invalid("file", f"the file is not valid CSV: {error}") from None
+        session.commit()
+        return asdict(result)

@@ -311,6 +311,30 @@ def _vote_chunk(
     return len(chunk), votes
 
 
+def check_file_start(
+    start: bytes,
+    mapping: Mapping[str, str | None] | None,
+    known_types: dict[str, str],
+    max_new_attributes: int = MAX_NEW_ATTRIBUTES,
+    max_attributes: int = MAX_ATTRIBUTES,
+) -> None:
+    """What a file's first bytes tell at once, before it is queued for import: UTF-8 text, a
+    header with a phone column, a mapping that fits it, and no more new attributes than allowed."""
+    cut = start.rfind(b"\n")
+    head = start if cut < 0 else start[: cut + 1]  # whole lines: a character may straddle the cut
+    try:
+        header, _ = _records(io.BytesIO(head))
+    except UnicodeDecodeError:
+        raise Invalid("file", "the file is not UTF-8 text; save it as 'CSV UTF-8'") from None
+    except csv.Error as exc:
+        raise Invalid("file", f"the file is not valid CSV: {exc}") from None
+    plan = plan_columns(header, mapping)
+    new = {
+        t for t in plan.values() if t.startswith("attributes.") and t[len("attributes.") :] not in known_types
+    }
+    _check_caps(len(new), len(known_types), max_new_attributes, max_attributes)
+
+
 def _check_caps(new: int, existing: int, max_new: int, max_total: int) -> None:
     if new > max_new:
         raise Invalid(

@@ -6,10 +6,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -97,3 +100,41 @@ class SegmentLink(Base):
     # RESTRICT: a segment others are built from cannot vanish under them.
     other_id: Mapped[int] = mapped_column(Id, ForeignKey("segments.id", ondelete="RESTRICT"))
     mode: Mapped[str] = mapped_column(String(8))
+
+
+IMPORT_STATUSES = ("queued", "running", "done", "failed")
+
+
+class ContactImport(Base):
+    """A CSV upload imported by a worker: its progress, and its report once done."""
+
+    __tablename__ = "contact_imports"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        Index("ix_contact_imports_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    filename: Mapped[str | None] = mapped_column(String(255))
+    mapping: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    report: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    error: Mapped[dict[str, Any] | None] = mapped_column(Json)  # {"message", "errors"} when failed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ImportChunk(Base):
+    """The uploaded file, a megabyte a row, kept in the database so that any worker can read
+    it (no disk shared with the web process); deleted once the import is over."""
+
+    __tablename__ = "contact_import_chunks"
+
+    import_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("contact_imports.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

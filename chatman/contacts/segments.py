@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, not_, or_, select
@@ -20,12 +21,14 @@ from chatman.errors import Conflict, Invalid, NotFound
 from chatman.timeutils import utcnow
 
 MAX_LINK_DEPTH = 10
+MAX_NOT_FOUND = 1000  # misses listed by a streamed members import; all are counted
 
 
 @dataclass
 class MemberChange:
     changed: int
     not_found: list[dict[str, Any]]
+    not_found_count: int = 0
 
 
 def get_segment(session: Session, segment_id: int) -> Segment:
@@ -306,7 +309,27 @@ def change_members(
         changed = add_members(session, segment_id, sorted(found))
     else:
         changed = remove_members(session, segment_id, sorted(found))
-    return MemberChange(changed=changed, not_found=missing)
+    return MemberChange(changed=changed, not_found=missing, not_found_count=len(missing))
+
+
+def add_members_streamed(
+    session: Session,
+    segment_id: int,
+    phones: Iterable[tuple[int | str, str]],
+    default_region: str | None = None,
+    chunk: int = 1000,
+) -> MemberChange:
+    """`change_members` over a stream of (label, phone) pairs, a chunk at a time, so a file
+    of any size is never held in memory; at most MAX_NOT_FOUND misses are listed."""
+    _static(session, segment_id)
+    total = MemberChange(changed=0, not_found=[])
+    iterator = iter(phones)
+    while batch := list(islice(iterator, chunk)):
+        found, missing = resolve_members(session, (), batch, default_region)
+        total.changed += add_members(session, segment_id, sorted(found))
+        total.not_found_count += len(missing)
+        total.not_found += missing[: max(0, MAX_NOT_FOUND - len(total.not_found))]
+    return total
 
 
 def member_count(session: Session, segment_id: int) -> int:

@@ -4,9 +4,12 @@ import io
 import re
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from chatman.contacts.models import AttributeDefinition, Contact
+from chatman import jobs
+from chatman.contacts.models import AttributeDefinition, Contact, ContactImport, ImportChunk
+from chatman.timeutils import utcnow
+from tests.factories import api_import
 
 
 def count(session, model) -> int:
@@ -152,43 +155,74 @@ def test_list_is_keyset_paginated_and_searchable(client, auth):
     assert bad.status_code == 422 and "query.limit" in bad.json["errors"]
 
 
-def upload(client, auth, content: bytes, **form):
-    data = {"file": (io.BytesIO(content), "contacts.csv"), **form}
-    return client.post("/api/v1/contacts/import", headers=auth, data=data, content_type="multipart/form-data")
-
-
-def test_csv_upload_returns_a_per_row_report(client, auth, session):
-    response = upload(
+def test_csv_upload_is_imported_in_the_background_with_a_per_row_report(
+    client, auth, session, in_process_jobs
+):
+    answer, done = api_import(
         client, auth, b"Mobile,Name,City\n+919820012345,Asha,Pune\nnope,B,Delhi\n+91 98200 12345,,Mumbai\n"
     )
-    assert response.status_code == 200, response.json
-    report = response.json
+    assert answer.status_code == 202 and answer.json["status"] == "queued", answer.json
+    assert (done["status"], done["progress"], done["bytes_read"]) == ("done", 1.0, answer.json["size_bytes"])
+    report = done["report"]
     assert (report["rows"], report["created"], report["merged"], report["failed"]) == (3, 1, 1, 1)
     assert report["errors"] == [
         {"row": 3, "column": "Mobile", "value": "nope", "reason": report["errors"][0]["reason"]}
     ]
     assert count(session, Contact) == 1
+    assert session.scalar(select(func.count()).select_from(ImportChunk)) == 0  # the upload is gone
 
 
-def test_csv_upload_with_mapping(client, auth, session):
-    response = upload(
+def test_csv_upload_with_mapping(client, auth, session, in_process_jobs):
+    _, done = api_import(
         client, auth, b"Cell,Who\n+919820012345,Asha\n", mapping='{"Cell": "phone", "Who": "name"}'
     )
-    assert response.status_code == 200 and response.json["created"] == 1
-    assert upload(client, auth, b"Cell\n1\n", mapping="{not json").status_code == 422
+    assert done["report"]["created"] == 1
+    answer, _ = api_import(client, auth, b"Cell\n1\n", mapping="{not json")
+    assert answer.status_code == 422
 
 
-def test_csv_without_phone_column_is_refused_and_writes_nothing(client, auth, session):
-    response = upload(client, auth, b"name,city\nAsha,Pune\n")
-    assert response.status_code == 422
-    assert "no phone column" in response.json["errors"]["file"][0]
+def test_csv_without_phone_column_is_refused_at_once_and_writes_nothing(client, auth, session):
+    answer, _ = api_import(client, auth, b"name,city\nAsha,Pune\n")
+    assert answer.status_code == 422
+    assert "no phone column" in answer.json["errors"]["file"][0]
+    assert count(session, Contact) == 0 and count(session, AttributeDefinition) == 0
+    assert count(session, ContactImport) == 0
+
+
+def test_csv_in_another_encoding_is_refused_and_writes_nothing(client, auth, session, in_process_jobs):
+    answer, _ = api_import(client, auth, "phone,name\n+919820012345,Renée\n".encode("latin-1"))
+    assert answer.status_code == 422 and "UTF-8" in answer.json["message"]
+    # Past the first megabyte it is the import that fails, saying where, and writes nothing.
+    late = (
+        "phone,city\n" + "".join(f"+9198{i:08d},Pune\n" for i in range(80000))
+    ).encode() + "+919899999999,Montréal\n".encode("latin-1")
+    answer, done = api_import(client, auth, late)
+    assert answer.status_code == 202 and done["status"] == "failed"
+    assert "not UTF-8" in done["error"]["message"] and done["report"] is None
     assert count(session, Contact) == 0 and count(session, AttributeDefinition) == 0
 
 
-def test_csv_in_another_encoding_is_refused_and_writes_nothing(client, auth, session):
-    response = upload(client, auth, "phone,name\n+919820012345,Renée\n".encode("latin-1"))
-    assert response.status_code == 422 and "UTF-8" in response.json["message"]
-    assert count(session, Contact) == 0
+def test_an_import_interrupted_by_a_dead_worker_is_started_again_by_the_clock(
+    app, client, auth, session, redis, in_process_jobs
+):
+    from chatman import clock
+
+    answer = client.post(
+        "/api/v1/contacts/import",
+        headers=auth,
+        data={"file": (io.BytesIO(b"phone\n+919820012345\n"), "c.csv")},
+        content_type="multipart/form-data",
+    )
+    import_id = answer.json["id"]
+    assert answer.status_code == 202 and count(session, Contact) == 0  # a worker imports it
+    redis.flushdb()  # its job is lost, as when Redis restarts or the worker died holding it
+    session.execute(update(ContactImport).where(ContactImport.id == import_id).values(status="running"))
+    session.commit()
+    db = app.extensions["chatman.db"]
+    assert clock.resume_imports(db, redis)(utcnow()) == 1
+    assert clock.resume_imports(db, redis)(utcnow()) == 0  # its job is queued: not twice
+    assert jobs.import_contacts(import_id) == "done"
+    assert client.get(f"/api/v1/contacts/imports/{import_id}", headers=auth).json["report"]["created"] == 1
 
 
 def test_csv_upload_without_a_file_is_refused(client, auth):

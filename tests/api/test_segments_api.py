@@ -103,6 +103,42 @@ def test_static_segment_members_by_ids_phones_and_csv(client, auth):
     assert no_phone.status_code == 422
 
 
+def test_a_members_file_of_many_rows_is_added_a_chunk_at_a_time_with_every_miss_counted(
+    client, auth, session
+):
+    from chatman.contacts.crud import create_contact
+
+    for i in range(1500):
+        create_contact(session, {"phone": f"+9198{i:08d}"}, None)
+    session.commit()
+    seg = make(client, auth, name="Big", kind="static")
+    rows = [f"+9198{i:08d}" for i in range(1500)] + [f"+9197{i:08d}" for i in range(1200)] + ["junk"]
+    csv = io.BytesIO(("phone\n" + "\n".join(rows) + "\n").encode())
+    answer = client.post(
+        f"/api/v1/segments/{seg['id']}/members/import",
+        headers=auth,
+        data={"file": (csv, "m.csv")},
+        content_type="multipart/form-data",
+    ).json
+    assert (answer["changed"], answer["not_found_count"], len(answer["not_found"])) == (1500, 1201, 1000)
+    assert answer["not_found"][0] == {
+        "row": 1502,
+        "value": "+919700000000",
+        "reason": "no contact with this phone",
+    }
+    assert client.get(f"/api/v1/segments/{seg['id']}/preview", headers=auth).json["count"] == 1500
+    broken = io.BytesIO(b"phone\n+919800000001\n" + "Montr\u00e9al".encode("latin-1") + b"\n")
+    other = make(client, auth, name="Other", kind="static")["id"]
+    refused = client.post(
+        f"/api/v1/segments/{other}/members/import",
+        headers=auth,
+        data={"file": (broken, "m.csv")},
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 422 and "UTF-8" in refused.json["message"]
+    assert client.get(f"/api/v1/segments/{other}/preview", headers=auth).json["count"] == 0
+
+
 def test_include_exclude_and_their_errors(client, auth, session):
     ids = add_contacts(client, auth, [("Pune", 5, False), ("Pune", 6, False), ("Delhi", 1, False)])
     pune = make(

@@ -9,7 +9,7 @@ from chatman.contacts.attributes import attribute_types
 from chatman.contacts.csv_import import import_contacts
 from chatman.contacts.models import AttributeDefinition, Contact
 from chatman.errors import Invalid
-from tests.factories import make_contact
+from tests.factories import api_import, make_contact
 
 
 def run(session, text: str | bytes, **kwargs):
@@ -149,33 +149,24 @@ def test_empty_file_is_refused(session):
         run(session, "")
 
 
-def api_import(client, auth, text: str):
-    return client.post(
-        "/api/v1/contacts/import",
-        headers=auth,
-        data={"file": (io.BytesIO(text.encode()), "contacts.csv")},
-        content_type="multipart/form-data",
-    )
-
-
-def test_a_row_the_database_would_refuse_is_a_row_error_and_the_rest_import(client, auth, session):
+def test_a_row_the_database_would_refuse_is_a_row_error_and_the_rest_import(
+    client, auth, session, in_process_jobs
+):
     rows = [f"+9198{i:08d},Person {i},Pune,{i}" for i in range(1500)]
     rows[1199] = "+919899999999,Person X,Pune," + "9" * 40  # data row 1,200 is the file's row 1,201
     text = "phone,name,city,wa_id\n" + "\n".join(rows) + "\n"
-    answer = api_import(client, auth, text)
-    assert answer.status_code == 200, answer.json
-    report = answer.json
+    _, done = api_import(client, auth, text)
+    report = done["report"]
     assert [(e["row"], e["column"]) for e in report["errors"]] == [(1201, "wa_id")]
     assert "at most 32 characters" in report["errors"][0]["reason"]
     assert (report["rows"], report["created"], report["failed"]) == (1500, 1499, 1)
     assert session.scalar(select(func.count()).select_from(Contact)) == 1499
 
 
-def test_a_file_whose_only_row_is_refused_leaves_no_attribute_behind(client, auth, session):
-    answer = api_import(client, auth, "phone,name,city\n+919820012345," + "n" * 250 + ",Pune\n")
-    assert answer.status_code == 200, answer.json
-    assert [(e["row"], e["column"]) for e in answer.json["errors"]] == [(2, "name")]
-    assert answer.json["new_attributes"] == {}
+def test_a_file_whose_only_row_is_refused_leaves_no_attribute_behind(client, auth, session, in_process_jobs):
+    _, done = api_import(client, auth, "phone,name,city\n+919820012345," + "n" * 250 + ",Pune\n")
+    assert [(e["row"], e["column"]) for e in done["report"]["errors"]] == [(2, "name")]
+    assert done["report"]["new_attributes"] == {}
     assert nothing_written(session)
 
 
