@@ -40,9 +40,7 @@ def _default_database_url(environ: Mapping[str, str] | None = None) -> str:
 def ensure_instance_secret() -> Path | None:
     """bin/run, on first run: unless SECRET_KEY is set (environment or .env), create this
     install's secret key file, random and readable by its owner only. Returns its path."""
-    from dotenv import load_dotenv
-
-    load_dotenv(override=False)
+    _load_dotenv()
     if os.environ.get("SECRET_KEY"):
         return None
     path = instance_dir() / SECRET_FILE
@@ -54,25 +52,34 @@ def ensure_instance_secret() -> Path | None:
     return path
 
 
-def record_run_settings() -> str:
-    """bin/run: the address webhooks are called on follows HOST and PORT unless PUBLIC_BASE_URL
-    is set; it and the database and Redis given go to instance/run.env. Returns the address."""
-    from dotenv import load_dotenv
-
-    load_dotenv(override=False)
+def record_run_settings() -> tuple[str, str, str]:
+    """bin/run: where to listen (HOST, PORT, from the environment or .env) and the address
+    webhooks are called on, which follows them unless PUBLIC_BASE_URL is set; that address and
+    the database and Redis given go to instance/run.env. Returns (address, host, port)."""
+    _load_dotenv()
+    host, port = os.environ.get("HOST") or "127.0.0.1", os.environ.get("PORT") or "5000"
     public = os.environ.get("PUBLIC_BASE_URL")
     if not public:
-        host = os.environ.get("HOST") or "127.0.0.1"
-        host = "127.0.0.1" if host in ("0.0.0.0", "::", "*") else host  # listening everywhere
-        public = f"http://{host}:{os.environ.get('PORT') or 5000}"
+        callback = "127.0.0.1" if host in ("0.0.0.0", "::", "*") else host  # listening everywhere
+        public = f"http://{f'[{callback}]' if ':' in callback else callback}:{port}"
     values = {name: os.environ.get(name) for name in RUN_SETTINGS} | {"PUBLIC_BASE_URL": public}
     path = instance_dir() / RUN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "# Written by bin/run on each start: what it runs with (flask commands read it).\n"
-        + "".join(f"{name}={value}\n" for name, value in values.items() if value)
-    )
-    return public.rstrip("/")
+    # Owner-only, as a DATABASE_URL may carry a password.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            "# Written by bin/run on each start: what it runs with (flask commands read it).\n"
+            + "".join(f"{name}={value}\n" for name, value in values.items() if value)
+        )
+    return public.rstrip("/"), host, port
+
+
+def _load_dotenv() -> None:
+    """The project folder's .env (the working directory's), under what the environment sets."""
+    from dotenv import find_dotenv, load_dotenv
+
+    load_dotenv(find_dotenv(usecwd=True), override=False)
 
 
 def _run_settings() -> dict[str, str]:
@@ -183,9 +190,7 @@ class Settings:
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Build settings from `environ` (default: the process environment, after `.env`)."""
     if environ is None:
-        from dotenv import load_dotenv
-
-        load_dotenv(override=False)
+        _load_dotenv()
         environ = _run_settings() | dict(os.environ)
 
     def get(name: str) -> str | None:

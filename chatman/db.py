@@ -10,6 +10,8 @@ from pathlib import Path
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -29,6 +31,9 @@ class Base(DeclarativeBase):
 
 # BIGINT on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+# The database could not be reached or timed out: worth trying again later, unlike an error
+# about the data itself.
+TRY_AGAIN_LATER = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 # JSONB on PostgreSQL so rules can use containment (@>) and GIN indexes.
 Json = JSON().with_variant(JSONB(), "postgresql")
 

@@ -19,7 +19,8 @@ def test_the_public_address_follows_port_and_flask_commands_see_what_bin_run_use
     monkeypatch.setenv("SECRET_KEY", "k" * 40)
     monkeypatch.setenv("PORT", "5101")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/3")
-    assert record_run_settings() == "http://127.0.0.1:5101"
+    assert record_run_settings() == ("http://127.0.0.1:5101", "127.0.0.1", "5101")
+    assert (tmp_path / "instance" / "run.env").stat().st_mode & 0o077 == 0  # it may hold passwords
     # A second terminal: nothing exported but the key.
     monkeypatch.delenv("PORT")
     monkeypatch.delenv("REDIS_URL")
@@ -30,7 +31,15 @@ def test_the_public_address_follows_port_and_flask_commands_see_what_bin_run_use
     monkeypatch.setenv("HOST", "0.0.0.0")  # listening everywhere: called back on loopback
     monkeypatch.setenv("PORT", "8080")
     monkeypatch.delenv("PUBLIC_BASE_URL")
-    assert record_run_settings() == "http://127.0.0.1:8080"
+    assert record_run_settings() == ("http://127.0.0.1:8080", "0.0.0.0", "8080")
+    monkeypatch.setenv("HOST", "::1")
+    assert record_run_settings()[0] == "http://[::1]:8080"
+    # HOST and PORT may come from the project's .env, as the Procfile's processes read it.
+    monkeypatch.delenv("HOST")
+    monkeypatch.delenv("PORT")
+    (tmp_path / ".env").write_text("PORT=5202\n")
+    assert record_run_settings() == ("http://127.0.0.1:5202", "127.0.0.1", "5202")
+    monkeypatch.delenv("PORT")  # load_dotenv set it in os.environ
 
 
 def closed_port() -> int:

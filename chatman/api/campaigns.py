@@ -42,7 +42,7 @@ class PreflightSchema(ma.Schema):
 
 
 class CampaignSchema(ma.Schema):
-    id = fields.Integer(dump_only=True)
+    id = fields.Id(dump_only=True)
     name = fields.Text(required=True, min=1, max=200)
     kind = fields.Text(
         load_default="one_time",
@@ -142,9 +142,7 @@ class CampaignListArgs(ma.Schema):
 
 class CampaignPageSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(CampaignSchema))
-    next_after = fields.Integer(
-        allow_none=True, metadata={"description": "pass as `after` for the next page"}
-    )
+    next_after = fields.Id(allow_none=True, metadata={"description": "pass as `after` for the next page"})
 
 
 @blp.route("")

@@ -26,7 +26,7 @@ AttributeValue = ma.fields.Raw(metadata={"description": "string, number, boolean
 
 
 class ContactSchema(ma.Schema):
-    id = fields.Integer(dump_only=True)
+    id = fields.Id(dump_only=True)
     phone = fields.Text(max=64, metadata={"description": "E.164, e.g. +919812345678"})
     wa_id = fields.Text(allow_none=True, max=32)
     name = fields.Text(allow_none=True, max=200)
@@ -52,9 +52,7 @@ class ContactUpdateSchema(ContactSchema):
 
 class ContactPageSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(ContactSchema))
-    next_after = fields.Integer(
-        allow_none=True, metadata={"description": "pass as `after` for the next page"}
-    )
+    next_after = fields.Id(allow_none=True, metadata={"description": "pass as `after` for the next page"})
 
 
 class ContactListArgs(ma.Schema):
@@ -63,17 +61,19 @@ class ContactListArgs(ma.Schema):
     limit = fields.Integer(load_default=50, minimum=1, maximum=crud.MAX_PAGE, strict=False)
 
 
-class ImportFormSchema(ma.Schema):
+class ImportFileSchema(ma.Schema):
+    file = ma.fields.Raw(metadata={"type": "string", "format": "binary"}, required=True)
+
+
+class ContactUploadSchema(ImportFileSchema):
+    # A form field of the same multipart body; read from the form (webargs' "files" has files).
     mapping = fields.Text(
+        max=100_000,
         metadata={
             "description": "JSON object column -> target: phone, name, timezone, wa_id, "
             'attributes.<name>, or null to skip; e.g. {"Mobile": "phone"}'
-        }
+        },
     )
-
-
-class ImportFileSchema(ma.Schema):
-    file = ma.fields.Raw(metadata={"type": "string", "format": "binary"}, required=True)
 
 
 class RowErrorSchema(ma.Schema):
@@ -154,7 +154,9 @@ class Contacts(MethodView):
     def post(self, data):
         """Create a contact; the phone is stored in E.164."""
         session = request_session()
-        contact = crud.create_contact(session, data, settings().default_region)
+        contact = crud.create_contact(
+            session, data, settings().default_region, max_attributes=settings().max_attributes
+        )
         session.commit()
         return contact
 
@@ -170,7 +172,9 @@ class ContactById(MethodView):
     def patch(self, data, contact_id: int):
         """Change fields; attributes are merged, and an attribute set to null is removed."""
         session = request_session()
-        contact = crud.update_contact(session, contact_id, data, settings().default_region)
+        contact = crud.update_contact(
+            session, contact_id, data, settings().default_region, max_attributes=settings().max_attributes
+        )
         session.commit()
         return contact
 
@@ -186,18 +190,17 @@ class ContactById(MethodView):
 
 @blp.route("/contacts/import")
 class ContactImport(MethodView):
-    @blp.arguments(ImportFormSchema, location="form")
-    @blp.arguments(ImportFileSchema, location="files")
+    @blp.arguments(ContactUploadSchema, location="files")
     @blp.response(202, ImportSchema)
-    def post(self, form, files):
+    def post(self, _files):
         """Upsert contacts from a UTF-8 CSV upload, in the background: the answer (and its
         Location) is the import to follow at GET /contacts/imports/{id}, whose report lists
         the rows refused and why once it is done."""
         mapping = None
-        if form.get("mapping"):
+        if request.form.get("mapping"):
             try:
-                mapping = json.loads(form["mapping"])
-            except ValueError:
+                mapping = json.loads(request.form["mapping"])
+            except (ValueError, RecursionError):
                 raise Invalid("mapping", "must be a JSON object") from None
             if not isinstance(mapping, dict) or not all(isinstance(v, str | None) for v in mapping.values()):
                 raise Invalid("mapping", "must be a JSON object of column -> target (or null)")
@@ -240,6 +243,8 @@ class Attributes(MethodView):
     def post(self, data):
         """Declare an attribute's type before values arrive (e.g. a date)."""
         session = request_session()
-        definition = attributes.define_attribute(session, data["name"], data["type"])
+        definition = attributes.define_attribute(
+            session, data["name"], data["type"], settings().max_attributes
+        )
         session.commit()
         return definition

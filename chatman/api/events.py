@@ -40,9 +40,9 @@ class EventSchema(ma.Schema):
 
 class EventResultSchema(ma.Schema):
     event_id = fields.Text()
-    contact_id = fields.Integer()
+    contact_id = fields.Id()
     duplicate = fields.Boolean(metadata={"description": "this event id was received before"})
-    campaigns = ma.fields.List(fields.Integer(), metadata={"description": "campaigns it started"})
+    campaigns = ma.fields.List(fields.Id(), metadata={"description": "campaigns it started"})
     message = fields.Text(metadata={"description": "what happened, in words"})
 
 

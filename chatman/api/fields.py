@@ -35,8 +35,22 @@ class Id(Integer):
 class Boolean(ma.fields.Boolean):
     """Only JSON true or false: "yes" and 1 are refused rather than guessed."""
 
-    truthy = {True}
-    falsy = {False}
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class Float(ma.fields.Float):
+    """Only a finite JSON number: "50" and true are refused rather than converted."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_nan=False, **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class Text(ma.fields.String):

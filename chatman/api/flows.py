@@ -18,7 +18,7 @@ blp.before_request(check_request)
 
 
 class FlowSchema(ma.Schema):
-    id = fields.Integer(dump_only=True)
+    id = fields.Id(dump_only=True)
     name = fields.Text(required=True, min=1, max=200)
     steps = ma.fields.List(
         ma.fields.Dict(),

@@ -30,7 +30,7 @@ RULES_HELP = (
 
 
 class SegmentSchema(ma.Schema):
-    id = fields.Integer(dump_only=True)
+    id = fields.Id(dump_only=True)
     name = fields.Text(required=True, min=1, max=200)
     description = fields.Text(allow_none=True, max=1000)
     kind = fields.Text(load_default="static", validate=ma.validate.OneOf(["static", "dynamic"]))

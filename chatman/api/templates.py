@@ -19,7 +19,7 @@ blp.before_request(check_request)
 
 
 class TemplateSchema(ma.Schema):
-    id = fields.Integer(dump_only=True)
+    id = fields.Id(dump_only=True)
     name = fields.Text(required=True, min=1, max=200)
     language = fields.Text(required=True, min=2, max=16)
     category = fields.Text(required=True, validate=ma.validate.OneOf(TEMPLATE_CATEGORIES))

@@ -20,7 +20,7 @@ blp.before_request(check_request)
 
 
 class TriggerSchema(ma.Schema):
-    id = fields.Integer(dump_only=True)
+    id = fields.Id(dump_only=True)
     name = fields.Text(required=True, min=1, max=200)
     match_type = fields.Text(
         validate=ma.validate.OneOf(MATCH_TYPES),
@@ -29,9 +29,8 @@ class TriggerSchema(ma.Schema):
         },
     )
     patterns = ma.fields.List(fields.Text(min=1, max=500), load_default=list)
-    threshold = ma.fields.Float(
+    threshold = fields.Float(
         allow_none=True,
-        allow_nan=False,
         validate=ma.validate.Range(min=1, max=100, error="{input} is out of range: between 1 and 100"),
         metadata={"description": "fuzzy: lowest score 1-100"},
     )

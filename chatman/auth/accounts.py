@@ -18,7 +18,7 @@ from chatman.timeutils import utcnow
 
 TOKEN_PREFIX = "cm_"
 MIN_PASSWORD = 10
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 # Writing last_used_at on every request would make each API call a write; once a minute is enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 

@@ -22,7 +22,7 @@ from chatman.messaging.models import Template
 from chatman.timeutils import utcnow
 
 EDITABLE = ("name", "owner", "utm_campaign", "trigger_event")
-EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
 
 
 def get_campaign(session: Session, campaign_id: int) -> Campaign:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,10 @@ from chatman.contacts.fields import (
 from chatman.contacts.models import ATTRIBUTE_TYPES, AttributeDefinition
 from chatman.errors import Conflict, Invalid
 
+# How many attributes an install may define (the MAX_ATTRIBUTES setting), so that a file or a
+# request with a column or key per customer cannot define thousands.
+MAX_ATTRIBUTES = 500
+
 
 def attribute_types(session: Session) -> dict[str, str]:
     return dict(session.execute(select(AttributeDefinition.name, AttributeDefinition.type)).all())
@@ -26,7 +30,10 @@ def list_definitions(session: Session) -> list[AttributeDefinition]:
     return list(session.scalars(select(AttributeDefinition).order_by(AttributeDefinition.name)))
 
 
-def define_attribute(session: Session, name: str, type_: str) -> AttributeDefinition:
+def define_attribute(
+    session: Session, name: str, type_: str, max_total: int = MAX_ATTRIBUTES
+) -> AttributeDefinition:
+    """The definition of `name`, declared now when new (refused past `max_total` in all)."""
     validate_attribute_name(name, "name")
     if type_ not in ATTRIBUTE_TYPES:
         raise Invalid("type", f"unknown attribute type {type_!r}; one of {', '.join(ATTRIBUTE_TYPES)}")
@@ -35,6 +42,12 @@ def define_attribute(session: Session, name: str, type_: str) -> AttributeDefini
         if existing.type != type_:
             raise Conflict(f"attribute {name!r} is already defined as {existing.type}")
         return existing
+    if session.scalar(select(func.count()).select_from(AttributeDefinition)) >= max_total:
+        raise Invalid(
+            "name",
+            f"{name!r} would be attribute {max_total + 1}; an install holds at most "
+            f"{max_total} (MAX_ATTRIBUTES)",
+        )
     definition = AttributeDefinition(name=name, type=type_)
     session.add(definition)
     try:
@@ -50,6 +63,7 @@ def prepare_attributes(
     values: Mapping[str, Any],
     types: dict[str, str],
     field: str = "attributes",
+    max_total: int = MAX_ATTRIBUTES,
 ) -> dict[str, Any]:
     """Check `values` against the declared types, declaring unseen names from their value.
 
@@ -71,7 +85,7 @@ def prepare_attributes(
                     type_ = infer_attribute_type(value)
                 except TypeError:
                     raise Invalid(path, "attribute values are strings, numbers, booleans or dates") from None
-                define_attribute(session, name, type_)
+                define_attribute(session, name, type_, max_total)
                 types[name] = type_
             prepared[name] = coerce_attribute(value, type_, path)
         except Invalid as exc:

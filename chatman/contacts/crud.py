@@ -10,7 +10,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chatman.contacts.attributes import attribute_types, prepare_attributes
+from chatman.contacts.attributes import MAX_ATTRIBUTES, attribute_types, prepare_attributes
 from chatman.contacts.fields import normalise_phone, validate_timezone
 from chatman.contacts.models import Contact
 from chatman.errors import Conflict, Invalid, NotFound
@@ -47,6 +47,7 @@ def _apply(
     data: Mapping[str, Any],
     default_region: str | None,
     now: datetime,
+    max_attributes: int = MAX_ATTRIBUTES,
 ) -> None:
     unknown = set(data) - EDITABLE
     if unknown:
@@ -75,7 +76,14 @@ def _apply(
         if key in data:
             setattr(contact, key, data[key])
     if "attributes" in data:
-        prepared = check(prepare_attributes, session, data["attributes"], attribute_types(session))
+        prepared = check(
+            prepare_attributes,
+            session,
+            data["attributes"],
+            attribute_types(session),
+            "attributes",
+            max_attributes,
+        )
         if prepared is not None:
             merged = dict(contact.attributes or {})
             for name, value in prepared.items():
@@ -99,12 +107,13 @@ def create_contact(
     data: Mapping[str, Any],
     default_region: str | None,
     now: datetime | None = None,
+    max_attributes: int = MAX_ATTRIBUTES,
 ) -> Contact:
     if not data.get("phone"):
         raise Invalid("phone", "phone number is required")
     now = now or utcnow()
     contact = Contact(phone="", attributes={}, dnd=False, created_at=now, updated_at=now)
-    _apply(session, contact, data, default_region, now)
+    _apply(session, contact, data, default_region, now, max_attributes)
     session.add(contact)
     try:
         with session.begin_nested():
@@ -120,9 +129,10 @@ def update_contact(
     data: Mapping[str, Any],
     default_region: str | None,
     now: datetime | None = None,
+    max_attributes: int = MAX_ATTRIBUTES,
 ) -> Contact:
     contact = get_contact(session, contact_id)
-    _apply(session, contact, data, default_region, now or utcnow())
+    _apply(session, contact, data, default_region, now or utcnow(), max_attributes)
     phone = contact.phone  # read now: a failed flush expires it
     try:
         with session.begin_nested():

@@ -25,7 +25,7 @@ from typing import IO, Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from chatman.contacts.attributes import attribute_types, define_attribute
+from chatman.contacts.attributes import MAX_ATTRIBUTES, attribute_types, define_attribute
 from chatman.contacts.fields import (
     coerce_attribute,
     normalise_phone,
@@ -42,7 +42,6 @@ MAX_REPORTED_ERRORS = 1000
 # A file may create this many attributes, and an install hold this many: a file with a
 # column per customer would otherwise define thousands (settings can change both).
 MAX_NEW_ATTRIBUTES = 50
-MAX_ATTRIBUTES = 500
 TEXT_LIMITS = {"name": 200, "wa_id": 32}  # their columns' lengths
 CORE_TARGETS = ("phone", "name", "timezone", "wa_id")
 ALIASES = {
@@ -104,6 +103,12 @@ def plan_columns(header: list[str], mapping: Mapping[str, str | None] | None) ->
     """Map each used column to `phone`, `name`, `timezone`, `wa_id` or `attributes.<name>`."""
     if not header or all(not h.strip() for h in header):
         raise Invalid("file", "the file is empty: the first line must name the columns")
+    for column in header:
+        if bad_character(column):
+            raise Invalid("file", f"the header names a column {column!r} that {bad_character(column)}")
+    for column, target in (mapping or {}).items():
+        if bad_character(column) or (target and bad_character(target)):
+            raise Invalid("mapping", "a column name or target holds a NUL character")
     duplicates = {h for h in header if header.count(h) > 1}
     if duplicates:
         raise Invalid("file", f"column {sorted(duplicates)[0]!r} appears twice in the header")
@@ -304,9 +309,11 @@ def _vote_chunk(
     for number, record in chunk:
         if isinstance(_parse_row(number, record, width, known, types, default_region), RowError):
             continue
-        for column, i in new.items():
-            cell = record[i].strip() if i < len(record) else ""
-            if cell and bad_character(cell) is None:
+        cells = {column: record[i].strip() if i < len(record) else "" for column, i in new.items()}
+        if any(bad_character(cell) for cell in cells.values()):
+            continue  # refused for it in the second pass: it does not vote
+        for column, cell in cells.items():
+            if cell:
                 votes[column].update(_kinds(cell) or ("string",))
     return len(chunk), votes
 
@@ -318,11 +325,13 @@ def check_file_start(
     max_new_attributes: int = MAX_NEW_ATTRIBUTES,
     max_attributes: int = MAX_ATTRIBUTES,
 ) -> None:
-    """What a file's first bytes tell at once, before it is queued for import: UTF-8 text, a
-    header with a phone column, a mapping that fits it, and no more new attributes than allowed."""
+    """What a file's first bytes (its whole lines) tell at once, before it is queued for
+    import: UTF-8 text, a header with a phone column, a mapping that fits it, and no more new
+    attributes than allowed."""
     cut = start.rfind(b"\n")
     head = start if cut < 0 else start[: cut + 1]  # whole lines: a character may straddle the cut
     try:
+        head.decode("utf-8")
         header, _ = _records(io.BytesIO(head))
     except UnicodeDecodeError:
         raise Invalid("file", "the file is not UTF-8 text; save it as 'CSV UTF-8'") from None
@@ -377,7 +386,7 @@ def import_contacts(
     binfile.seek(0)
     report = ImportReport(new_attributes=new_types)
     for name, type_ in new_types.items():
-        define_attribute(session, name, type_)
+        define_attribute(session, name, type_, max_attributes)
         types[name] = type_
     session.commit()
 

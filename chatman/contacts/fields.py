@@ -11,8 +11,8 @@ import phonenumbers
 
 from chatman.errors import Invalid
 
-ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-WHATSAPP_STYLE = re.compile(r"[1-9]\d{10,14}")  # 11-15 digits: a country code and a number
+ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
+WHATSAPP_STYLE = re.compile(r"[1-9][0-9]{10,14}")  # 11-15 digits: a country code and a number
 _TIMEZONES = frozenset(available_timezones())
 
 
@@ -50,7 +50,7 @@ def validate_timezone(name: str, field: str = "timezone") -> str:
 
 
 def validate_attribute_name(name: str, field: str) -> str:
-    if not ATTRIBUTE_NAME.match(name):
+    if not isinstance(name, str) or not ATTRIBUTE_NAME.match(name):
         raise Invalid(
             field,
             f"{name!r} is not a valid attribute name: use lower-case letters, digits and _ "

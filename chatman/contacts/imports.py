@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -15,18 +16,20 @@ from typing import IO, Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from chatman.contacts.attributes import attribute_types
+from chatman.contacts.attributes import MAX_ATTRIBUTES, attribute_types
 from chatman.contacts.csv_import import (
-    MAX_ATTRIBUTES,
     MAX_NEW_ATTRIBUTES,
     check_file_start,
     import_contacts,
 )
 from chatman.contacts.models import ContactImport, ImportChunk
+from chatman.db import TRY_AGAIN_LATER
 from chatman.errors import DomainError, NotFound
+from chatman.limits import bad_character
 from chatman.timeutils import utcnow
 
 CHUNK_BYTES = 1 << 20
+log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 1.0  # how often a running import writes how far it got
 
 
@@ -43,7 +46,8 @@ def create_import(
     caller commits, then enqueues."""
     first = upload.read(CHUNK_BYTES)
     check_file_start(first, mapping, attribute_types(session), max_new_attributes, max_attributes)
-    record = ContactImport(status="queued", filename=(filename or "")[:255] or None, mapping=mapping)
+    name = "".join(ch for ch in filename or "" if not bad_character(ch))[:255] or None
+    record = ContactImport(status="queued", filename=name, mapping=mapping)
     session.add(record)
     session.flush()
     size = 0
@@ -155,6 +159,16 @@ def run_import(
         except DomainError as error:  # the file itself is refused: nothing was written
             session.rollback()
             outcome = {"status": "failed", "error": {"message": error.message, "errors": error.errors}}
+        except TRY_AGAIN_LATER:
+            raise  # the database is away: the job fails, and the clock starts the import again
+        except Exception as error:  # anything else would fail again the same way: say so, once
+            session.rollback()
+            log.exception("import %s stopped", import_id)
+            reason = (
+                f"the import stopped on an unexpected error ({error.__class__.__name__}); "
+                "see the worker's log"
+            )
+            outcome = {"status": "failed", "error": {"message": reason, "errors": {}}}
     with sessions() as session:
         record = session.get(ContactImport, import_id)
         record.status, record.finished_at = outcome["status"], now()

@@ -29,7 +29,7 @@ from chatman.errors import Invalid
 STEP_TYPES = ("message", "ask")
 VALIDATIONS = ("text", "number", "date", "email", "choice")
 NATURAL_TYPE = {"text": "string", "number": "number", "date": "date", "email": "string", "choice": "string"}
-STEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+STEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 MAX_STEPS = 100
 MAX_BUTTONS = 10
 

@@ -21,7 +21,7 @@ from chatman.messaging.outbox import queue_message
 from chatman.messaging.rendering import contact_values, render
 from chatman.timeutils import utcnow
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}\Z")
 DATE_FORMATS = (
     "%Y-%m-%d",
     "%d/%m/%Y",

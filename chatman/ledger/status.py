@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from chatman.db import TRY_AGAIN_LATER
 from chatman.dialects import insert_ignore
 from chatman.ledger import counters, states
 from chatman.ledger.models import Message, MessageEvent
@@ -89,7 +89,6 @@ def record_many(session: Session, events: Sequence[StatusUpdate], now: datetime 
 
 # The database is away or busy (a lost connection, a deadlock, a lock timeout): the same
 # events are worth another try later. Any other error is about the events themselves.
-TRY_AGAIN_LATER = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
 def record_isolated(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -13,9 +14,9 @@ from chatman.messaging.inbound import InboundEvent
 
 # What a status callback may hold, checked before it is queued, so that what the database
 # would refuse (over-long values, NUL) is refused here, the same way on every database.
-SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
-STATUS = re.compile(r"^[a-z_]{1,24}$")
-ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
+SID = re.compile(r"^[A-Za-z0-9]{2,64}\Z")
+STATUS = re.compile(r"^[a-z_]{1,24}\Z")
+ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,16}\Z")
 
 
 # Inbound fields: an identifier longer than its column cannot be one (refused, 400); a
@@ -66,7 +67,7 @@ def parse_message_id(raw: Any) -> int | None:
     if raw is None or raw == "":
         return None
     text = str(raw)
-    if not text.isdigit() or not 0 < int(text) <= MAX_ID:
+    if not (text.isascii() and text.isdecimal()) or not 0 < int(text) <= MAX_ID:
         raise Invalid("m", "a message id: a positive whole number")
     return int(text)
 
@@ -82,7 +83,7 @@ def parse_inbound(form: Mapping[str, str]) -> InboundEvent:
     if not sid or not sender:
         raise Invalid("MessageSid" if not sid else "From", "required")
     raw_media = form.get("NumMedia") or "0"
-    if not raw_media.isdigit() or int(raw_media) > MAX_MEDIA:
+    if not (raw_media.isascii() and raw_media.isdecimal()) or int(raw_media) > MAX_MEDIA:
         raise Invalid("NumMedia", f"a count of media from 0 to {MAX_MEDIA}")
     media = int(raw_media)
     text = {field: (form.get(field) or "")[:longest] or None for field, longest in DISPLAY_TEXTS.items()}
@@ -106,7 +107,9 @@ def parse_inbound(form: Mapping[str, str]) -> InboundEvent:
 
 
 def _number(raw: str | None) -> float | None:
+    """A coordinate, or None for one that is no finite number (both databases keep None alike)."""
     try:
-        return float(raw) if raw else None
+        value = float(raw) if raw else None
     except ValueError:
         return None
+    return value if value is not None and math.isfinite(value) else None

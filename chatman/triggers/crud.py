@@ -45,7 +45,7 @@ MAX_PATTERNS = 200
 # a short word left out, still matches ("wher is my ordr" for "where is my order"); one that
 # shares a word or two does not ("my order was great" for "where is my order").
 DEFAULT_FUZZY_THRESHOLD = 80.0
-HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z")
 
 
 def get_trigger(session: Session, trigger_id: int) -> Trigger:

@@ -21,7 +21,7 @@ from chatman.errors import Invalid, NotFound
 from chatman.timeutils import utcnow
 from chatman.triggers.models import Event
 
-EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
 MAX_PROPERTIES_BYTES = 16_384
 
 

@@ -202,6 +202,42 @@ CASES = {
         422,
         "attributes",
     ),
+    "save_to that is no name": (
+        "post",
+        "flows",
+        {"name": "f", "steps": [{"id": "q", "type": "ask", "text": "?", "save_to": 5}]},
+        422,
+        "steps[0].save_to",
+    ),
+    "attribute name ending in a newline": (
+        "post",
+        "attributes",
+        {"name": "city\n", "type": "string"},
+        422,
+        "name",
+    ),
+    "step id past 64 characters by a newline": (
+        "post",
+        "flows",
+        {"name": "f", "steps": [{"id": "a" * 64 + "\n", "type": "message", "text": "?"}]},
+        422,
+        "steps[0].id",
+    ),
+    "a string where a number goes": (
+        "post",
+        "triggers",
+        {
+            "name": "f",
+            "match_type": "fuzzy",
+            "patterns": ["x"],
+            "action": "reply",
+            "reply_body": "y",
+            "threshold": "50",
+        },
+        422,
+        "threshold",
+    ),
+    "a number where a boolean goes": ("patch", "contacts/{contact}", {"dnd": 1}, 422, "dnd"),
     "in list of 70,000 values": (
         "post",
         "segments/preview",
@@ -258,9 +294,11 @@ def test_an_inbound_message_with_a_media_count_that_is_no_number_is_refused(app,
     "field, value",
     [
         ("MessageSid", "SM" + "a" * 70),
+        ("MessageSid", "SM" + "a" * 62 + "\n"),
         ("WaId", "9" * 40),
         ("From", "whatsapp:+91" + "9" * 80),
         ("Body", "a\x00b"),
+        ("NumMedia", "\u00b2"),  # a digit to str.isdigit(), not to int()
     ],
 )
 def test_an_inbound_message_with_an_impossible_field_is_refused(app, client, world, field, value):
@@ -312,3 +350,30 @@ def test_a_patch_racing_a_delete_of_the_same_record_gets_404(app, client, auth, 
     assert answer.status_code == 404, answer.json
     assert answer.json["errors"] == {"segment_id": ["was deleted meanwhile"]}
     assert client.get(f"/api/v1/segments/{segment}", headers=auth).status_code == 404
+
+
+def test_a_status_callback_naming_a_row_in_other_digits_is_refused(app, client, redis):
+    from chatman import inbox
+    from tests.webhooks.test_twilio_status import params
+
+    path = "/webhooks/twilio/status?m=%C2%B2"  # "²"
+    answer = signed_post(client, app, path, params("SM" + "1" * 32, "delivered"))
+    assert answer.status_code == 400 and inbox.backlog(redis, inbox.STATUS) == 0
+
+
+def test_an_install_holds_a_bounded_number_of_attributes(app, client, auth, world):
+    from dataclasses import replace
+
+    original = app.extensions["chatman.settings"]
+    app.extensions["chatman.settings"] = replace(original, max_attributes=3)
+    try:
+        before = snapshot(app)
+        answer = client.post(
+            "/api/v1/contacts",
+            headers=auth,
+            json={"phone": "+919820099999", "attributes": {"a": 1, "b": 2, "c": 3}},
+        )
+        assert answer.status_code == 422 and "MAX_ATTRIBUTES" in answer.json["message"], answer.json
+        assert snapshot(app) == before
+    finally:
+        app.extensions["chatman.settings"] = original

@@ -33,7 +33,23 @@ junk = st.one_of(
     st.text(max_size=40),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=8).map(lambda s: s * 60),
     st.integers().map(str),
-    st.sampled_from(["", "\x00", "abc", "-1", "99", "1e309", "whatsapp:", "whatsapp:+", "+0000"]),
+    st.sampled_from(
+        [
+            "",
+            "\x00",
+            "abc",
+            "-1",
+            "99",
+            "1e309",
+            "nan",
+            "\u00b2",
+            "\u0661\u0662",
+            "7\n",
+            "whatsapp:",
+            "whatsapp:+",
+            "+0000",
+        ]
+    ),
 )
 FIELDS = [
     "MessageSid",
@@ -134,9 +150,15 @@ def test_inbound_fuzz_never_5xx_and_keeps_only_well_formed_messages_once(
 
 
 @FUZZ
-@given(change=changes, encoding=encodings, bad_bytes=invalid_utf8, replay=st.booleans())
+@given(
+    change=changes,
+    encoding=encodings,
+    bad_bytes=invalid_utf8,
+    replay=st.booleans(),
+    row=st.one_of(st.none(), st.integers(1, 10**20).map(str), junk),
+)
 def test_status_fuzz_never_5xx_and_queues_only_callbacks_that_parse(
-    app, client, redis, change, encoding, bad_bytes, replay
+    app, client, redis, change, encoding, bad_bytes, replay, row
 ):
     redis.delete(inbox.STATUS)
     form = params("SM" + uuid.uuid4().hex, "delivered")
@@ -145,11 +167,12 @@ def test_status_fuzz_never_5xx_and_queues_only_callbacks_that_parse(
             form.pop(field, None)
         else:
             form[field] = value
-    answers = [post(client, app, STATUS, form, encoding, bad_bytes) for _ in range(2 if replay else 1)]
+    path = STATUS if row is None else f"{STATUS}?{urlencode({'m': row})}"  # the row our URL named
+    answers = [post(client, app, path, form, encoding, bad_bytes) for _ in range(2 if replay else 1)]
     assert all(a.status_code < 500 for a in answers), [a.get_data(as_text=True)[:300] for a in answers]
     assert answers[0].status_code != 403  # signed as Twilio signs: it is the content that is judged
     event(f"answered {answers[0].status_code}")
-    queued = [json.loads(fields[b"data"]) for _, fields in redis.xrange(inbox.STATUS)]
+    queued = [(json.loads(f[b"data"]), f.get(b"m", b"").decode()) for _, f in redis.xrange(inbox.STATUS)]
     assert len(queued) == sum(a.status_code == 204 for a in answers)
-    for data in queued:
-        parse_status(data)  # everything queued is a callback the drain can apply
+    for data, message_id in queued:
+        parse_status(data, message_id)  # everything queued is a callback the drain can apply
