@@ -15,6 +15,7 @@ from flask_smorest import abort
 from chatman.limits import MAX_ID, bad_character
 
 MAX_DEPTH = 32  # rules and flow steps nest a few levels; nothing real comes near
+MAX_JSON_BYTES = 2 * 1024 * 1024  # the largest real body (a rule's 1,000 values) is far below
 
 
 def check_request() -> None:
@@ -28,6 +29,10 @@ def check_request() -> None:
 def _check_body() -> None:
     if request.method not in ("POST", "PUT", "PATCH") or request.mimetype == "multipart/form-data":
         return
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        _refuse(
+            413, f"the body is over {MAX_JSON_BYTES // (1024 * 1024)} MB; CSV files go to the import routes"
+        )
     raw = request.get_data(cache=True)
     if not raw.strip():
         if request.method == "PATCH":

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import marshmallow as ma
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from redis.exceptions import RedisError
 
 from chatman.api import fields
 from chatman.api.auth import require_token
@@ -18,6 +20,7 @@ from chatman.extensions import redis_client, request_session, settings
 from chatman.jobs import enqueue_import
 from chatman.messaging.erasure import erase_contact
 
+log = logging.getLogger(__name__)
 blp = Blueprint("contacts", __name__, url_prefix="/", description="Contacts and their attributes")
 blp.before_request(require_token)
 blp.before_request(check_request)
@@ -215,7 +218,10 @@ class ContactImport(MethodView):
             settings().max_attributes,
         )
         session.commit()
-        enqueue_import(redis_client(), record.id)
+        try:
+            enqueue_import(redis_client(), record.id)
+        except RedisError:  # it is kept: the clock enqueues it once Redis answers again
+            log.warning("import %s stored, its job not queued yet: Redis does not answer", record.id)
         return (
             _import(record),
             202,

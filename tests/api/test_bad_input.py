@@ -249,6 +249,13 @@ CASES = {
         422,
         "rules.all[0].value",
     ),
+    "a body of 3 MB": (
+        "post",
+        "segments/preview",
+        {"rules": {"all": []}, "pad": "x" * 3_000_000},
+        413,
+        "body",
+    ),
     "contains of 1 MB": (
         "post",
         "segments/preview",
