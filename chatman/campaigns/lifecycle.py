@@ -19,7 +19,7 @@ from chatman.contacts.models import Segment
 from chatman.errors import Conflict, Invalid, NotFound
 from chatman.ledger import sending
 from chatman.messaging.models import Template
-from chatman.timeutils import utcnow
+from chatman.timeutils import NonexistentTime, local_to_utc, utcnow
 
 EDITABLE = ("name", "owner", "utm_campaign", "trigger_event")
 EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
@@ -170,15 +170,19 @@ def schedule(
     if campaign.kind == "triggered":
         raise Conflict(f"campaign {campaign_id} is triggered: it sends when its event or trigger fires")
     validate_timezone(timezone)
-    local = (
-        send_at_local.replace(tzinfo=ZoneInfo(timezone)) if send_at_local.tzinfo is None else send_at_local
+    wall = (
+        send_at_local.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+        if send_at_local.tzinfo
+        else send_at_local
     )
     try:
-        send_at = local.astimezone(ZoneInfo("UTC"))
+        send_at = local_to_utc(wall, timezone)
     except OverflowError:
         raise Invalid("send_at", "this time is out of range once converted to UTC") from None
+    except NonexistentTime as gap:  # a one-time send is not moved silently: the marketer picks
+        raise Invalid("send_at", f"{gap}; pick another time, e.g. {gap.gap_end:%H:%M}") from None
     if send_at <= now:
-        raise Invalid("send_at", f"{local.isoformat()} is in the past")
+        raise Invalid("send_at", f"{wall.isoformat()} in {timezone} is in the past")
     campaign.send_at, campaign.timezone, campaign.status = send_at, timezone, "scheduled"
     campaign.last_error = None
     return campaign
