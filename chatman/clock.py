@@ -172,6 +172,20 @@ def squash_counters(db: Database, connection: Redis) -> TickTask:
     return task
 
 
+def launch_due_occurrences(db: Database, connection: Redis, catch_up_s: float) -> TickTask:
+    """Tick task: start the runs of recurring campaigns whose next occurrence has come."""
+
+    def task(now: datetime) -> int:
+        with db.sessionmaker() as session:
+            started = lifecycle.launch_occurrences(session, now, timedelta(seconds=catch_up_s))
+        for run_id in started:
+            enqueue_dispatch(connection, run_id)
+        return len(started)
+
+    task.__name__ = "launch_due_occurrences"
+    return task
+
+
 def resume_imports(db: Database, connection: Redis) -> TickTask:
     """Tick task: every CSV import not finished has a job; one whose worker died starts again."""
 
@@ -201,6 +215,7 @@ def simulated_network(connection: Redis) -> TickTask:
 def default_tasks(db: Database, connection: Redis, settings: Settings) -> list[TickTask]:
     return [
         launch_due_campaigns(db, connection),
+        launch_due_occurrences(db, connection, settings.recurring_catch_up_s),
         recover_stale_sends(db, connection, settings.stale_claim_s),
         drain_inboxes(db, connection, settings),
         expire_flows(db, connection),

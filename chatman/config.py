@@ -151,6 +151,8 @@ class Settings:
     sender_rate_per_s: float = 80.0
     import_batch_size: int = 1000
     import_max_new_attributes: int = 50
+    # A recurring occurrence missed while the clock was down still runs if it is this young.
+    recurring_catch_up_s: float = 3600.0
     max_attributes: int = 500
     # Requests in flight per send batch (the provider's round trip divides throughput by it).
     send_concurrency: int = 32
@@ -283,6 +285,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             number("IMPORT_MAX_NEW_ATTRIBUTES", Settings.import_max_new_attributes, int)
         ),
         max_attributes=int(number("MAX_ATTRIBUTES", Settings.max_attributes, int)),
+        recurring_catch_up_s=number("RECURRING_CATCH_UP_S", Settings.recurring_catch_up_s),
         send_concurrency=concurrency,
         stale_claim_s=stale_claim_s,
         sender_daily_limit=daily_limit,

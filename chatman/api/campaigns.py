@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from zoneinfo import ZoneInfo
 
 import marshmallow as ma
 from flask.views import MethodView
@@ -29,6 +30,7 @@ class RunSchema(ma.Schema):
     occurrence_at = ma.fields.AwareDateTime()
     status = fields.Text()
     completed_at = ma.fields.AwareDateTime(allow_none=True)
+    skipped = fields.Text(allow_none=True, metadata={"description": "why the run sent nothing: missed"})
     counters = ma.fields.Dict(metadata={"description": "metric -> count; per step in `steps`"})
     steps = ma.fields.Dict(metadata={"description": "step id -> {metric -> count}"})
 
@@ -47,7 +49,10 @@ class CampaignSchema(ma.Schema):
     kind = fields.Text(
         load_default="one_time",
         validate=ma.validate.OneOf(CAMPAIGN_KINDS),
-        metadata={"description": "one_time (a broadcast) or triggered (by an event or an inbound trigger)"},
+        metadata={
+            "description": "one_time (a broadcast), triggered (by an event or an inbound trigger) "
+            "or recurring (on its recurrence)"
+        },
     )
     trigger_event = fields.Text(
         allow_none=True,
@@ -63,6 +68,15 @@ class CampaignSchema(ma.Schema):
     owner = fields.Text(
         allow_none=True, max=254, metadata={"description": "e-mail of a user of this install"}
     )
+    recurrence = ma.fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": 'recurring: {"every": "day|week|month|year", "interval": 1, "weekdays": '
+            '["mon"], "at": "09:00"} or {"cron": "30 2 * * *"}, with "timezone", "start" '
+            '(YYYY-MM-DD) and optionally "until" or "count"'
+        },
+    )
+    next_occurrence_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
     send_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
     timezone = fields.Text(dump_only=True, allow_none=True)
     completed_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
@@ -102,6 +116,7 @@ def _dump(campaign, preflight: Preflight | None = None) -> dict:
             "occurrence_at": run.occurrence_at,
             "status": run.status,
             "completed_at": run.completed_at,
+            "skipped": (run.context or {}).get("skipped"),
             "counters": dict(per_run[run.id]),
             "steps": {k: dict(v) for k, v in per_step[run.id].items()},
         }
@@ -119,6 +134,8 @@ def _dump(campaign, preflight: Preflight | None = None) -> dict:
         "body": step.body,
         "include_segments": links["include"],
         "exclude_segments": links["exclude"],
+        "recurrence": campaign.recurrence,
+        "next_occurrence_at": campaign.next_occurrence_at,
         "send_at": campaign.send_at,
         "timezone": campaign.timezone,
         "completed_at": campaign.completed_at,
@@ -212,8 +229,35 @@ class PreflightCheck(MethodView):
         return _preflight(campaign_id).as_dict()
 
 
+class OccurrenceSchema(ma.Schema):
+    local = fields.Text(metadata={"description": "in the recurrence's timezone"})
+    utc = ma.fields.AwareDateTime()
+
+
+class UpcomingSchema(ma.Schema):
+    timezone = fields.Text()
+    occurrences = ma.fields.List(ma.fields.Nested(OccurrenceSchema))
+
+
+class UpcomingArgs(ma.Schema):
+    limit = fields.Integer(load_default=10, minimum=1, maximum=100, strict=False)
+
+
 @blp.route("/<int:campaign_id>/schedule")
 class Schedule(MethodView):
+    @blp.arguments(UpcomingArgs, location="query")
+    @blp.response(200, UpcomingSchema)
+    def get(self, args, campaign_id: int):
+        """A recurring campaign's next occurrences, in its timezone and in UTC."""
+        session = request_session()
+        zone = lifecycle.get_campaign(session, campaign_id).recurrence or {}
+        times = lifecycle.upcoming(session, campaign_id, args["limit"])
+        tz = ZoneInfo(zone.get("timezone", "UTC"))
+        return {
+            "timezone": zone.get("timezone"),
+            "occurrences": [{"local": t.astimezone(tz).isoformat(), "utc": t} for t in times],
+        }
+
     @blp.arguments(ScheduleSchema, example={"send_at": "2031-01-15T09:30:00", "timezone": "Asia/Kolkata"})
     @blp.response(200, CampaignSchema)
     def post(self, data, campaign_id: int):

@@ -297,7 +297,11 @@ def finish_run(session: Session, run_id: int, now: datetime | None = None) -> bo
         .where(CampaignRun.id == run_id, CampaignRun.status == "sending")
         .values(status="completed", completed_at=now)
     ).rowcount
-    if moved and session.get(Campaign, run.campaign_id).kind == "one_time":  # triggered ones stay on
+    campaign = session.get(Campaign, run.campaign_id)
+    # Triggered ones stay on; a recurring one ends with the run of its last occurrence.
+    if moved and (
+        campaign.kind == "one_time" or (campaign.kind == "recurring" and campaign.next_occurrence_at is None)
+    ):
         still_open = exists().where(
             CampaignRun.campaign_id == run.campaign_id, CampaignRun.status.in_(("freezing", "sending"))
         )

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatman.auth.accounts import find_user
+from chatman.campaigns import recurrence
 from chatman.campaigns.models import CAMPAIGN_KINDS, Campaign, CampaignRun, CampaignSegment, CampaignStep
 from chatman.contacts.fields import validate_timezone
 from chatman.contacts.models import Segment
@@ -22,6 +24,9 @@ from chatman.messaging.models import Template
 from chatman.timeutils import NonexistentTime, local_to_utc, utcnow
 
 EDITABLE = ("name", "owner", "utm_campaign", "trigger_event")
+# Occurrences looked at past a long downtime (a minutely cron down for a week): the rest are
+# neither run nor recorded.
+MAX_MISSED = 1000
 EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
 
 
@@ -119,6 +124,15 @@ def _owner(session: Session, email: str | None) -> str | None:
     return user.email
 
 
+def _set_recurrence(campaign: Campaign, data: Mapping[str, Any]) -> None:
+    if "recurrence" in data and data["recurrence"] is not None:
+        if campaign.kind != "recurring":
+            raise Invalid("recurrence", "only a recurring campaign has a recurrence")
+        campaign.recurrence = recurrence.parse(data["recurrence"]).as_dict()
+    if campaign.kind == "recurring" and campaign.recurrence is None:
+        raise Invalid("recurrence", 'a recurring campaign needs its rule, e.g. {"every": "month", ...}')
+
+
 def _check_kind(campaign: Campaign) -> None:
     if campaign.kind not in CAMPAIGN_KINDS:
         raise Invalid("kind", f"one of {', '.join(CAMPAIGN_KINDS)}")
@@ -135,6 +149,7 @@ def create_campaign(session: Session, data: Mapping[str, Any]) -> Campaign:
     fields = {k: data.get(k) for k in EDITABLE} | {"owner": _owner(session, data.get("owner"))}
     campaign = Campaign(kind=data.get("kind") or "one_time", status="draft", **fields)
     _check_kind(campaign)
+    _set_recurrence(campaign, data)
     session.add(campaign)
     session.flush()
     step = CampaignStep(campaign_id=campaign.id, position=0)
@@ -153,6 +168,7 @@ def update_campaign(session: Session, campaign_id: int, data: Mapping[str, Any])
         if key in data:
             setattr(campaign, key, _owner(session, data[key]) if key == "owner" else data[key])
     _check_kind(campaign)
+    _set_recurrence(campaign, data)
     _set_message(session, campaign_step(session, campaign_id), data)
     _set_audience(session, campaign, data)
     session.flush()
@@ -167,8 +183,10 @@ def schedule(
     campaign = get_campaign(session, campaign_id)
     if campaign.status not in ("draft", "scheduled"):
         raise Conflict(f"campaign {campaign_id} is {campaign.status}")
-    if campaign.kind == "triggered":
-        raise Conflict(f"campaign {campaign_id} is triggered: it sends when its event or trigger fires")
+    if campaign.kind in ("triggered", "recurring"):
+        raise Conflict(
+            f"campaign {campaign_id} is {campaign.kind}: it sends when its trigger or occurrence comes"
+        )
     validate_timezone(timezone)
     wall = (
         send_at_local.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
@@ -189,9 +207,9 @@ def schedule(
 
 
 def launch(session: Session, campaign_id: int, now: datetime | None = None) -> CampaignRun | None:
-    """Start the campaign's run (None for a triggered campaign: launching switches it on, and
-    each trigger starts a run of its own). The unique occurrence makes a second launch a
-    Conflict."""
+    """Start the campaign's run (None for a triggered or recurring campaign: launching switches
+    it on, and each trigger or occurrence starts a run of its own). The unique occurrence makes
+    a second launch a Conflict."""
     now = now or utcnow()
     campaign = get_campaign(session, campaign_id)
     if campaign.status not in ("draft", "scheduled"):
@@ -201,11 +219,16 @@ def launch(session: Session, campaign_id: int, now: datetime | None = None) -> C
         template = session.get(Template, step.template_id)
         if template.status != "approved":
             raise Invalid("template_id", f"template {template.name!r} is {template.status}, not approved")
-    if campaign.kind == "triggered":
+    if campaign.kind in ("triggered", "recurring"):
+        first = None
+        if campaign.kind == "recurring":
+            first = _next_occurrence(campaign, now)
+            if first is None:
+                raise Invalid("recurrence", "no occurrence of this rule is left after now")
         won = session.execute(
             update(Campaign)
             .where(Campaign.id == campaign.id, Campaign.status == "draft")
-            .values(status="running")
+            .values(status="running", next_occurrence_at=first)
         ).rowcount
         if not won:
             raise Conflict(f"campaign {campaign_id} changed while launching")
@@ -246,6 +269,88 @@ def unschedule(session: Session, campaign_id: int, reason: str) -> None:
     )
 
 
+def _next_occurrence(campaign: Campaign, after: datetime) -> datetime | None:
+    return next(recurrence.occurrences(recurrence.parse(campaign.recurrence), after), None)
+
+
+def upcoming(
+    session: Session, campaign_id: int, limit: int = 10, now: datetime | None = None
+) -> list[datetime]:
+    """A recurring campaign's next occurrences, UTC."""
+    campaign = get_campaign(session, campaign_id)
+    if campaign.kind != "recurring":
+        raise Invalid(
+            "kind", f"campaign {campaign_id} is {campaign.kind}; only a recurring one has occurrences"
+        )
+    rule = recurrence.parse(campaign.recurrence)
+    return recurrence.next_occurrences(rule, now or utcnow(), limit)
+
+
+def launch_occurrences(session: Session, now: datetime, catch_up: timedelta) -> list[int]:
+    """Start the runs of recurring campaigns whose next occurrence has come; returns their ids.
+
+    Occurrences missed while the clock was down: the latest runs if it is younger than
+    `catch_up`, every other one is recorded as a run skipped as `missed`. Each campaign moves
+    on by a conditional UPDATE of its next occurrence, and each run is unique per occurrence,
+    so two clocks at once start nothing twice. Commits per campaign."""
+    started: list[int] = []
+    due = session.scalars(
+        select(Campaign)
+        .where(Campaign.status == "running", Campaign.kind == "recurring", Campaign.next_occurrence_at <= now)
+        .order_by(Campaign.next_occurrence_at)
+    ).all()
+    for campaign in due:
+        rule = recurrence.parse(campaign.recurrence)
+        since = campaign.next_occurrence_at
+        missed = list(
+            itertools.islice(
+                itertools.takewhile(
+                    lambda o: o <= now, recurrence.occurrences(rule, since - timedelta(microseconds=1))
+                ),
+                MAX_MISSED,
+            )
+        )
+        following = next(recurrence.occurrences(rule, max([now, *missed])), None)
+        moved = session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign.id, Campaign.next_occurrence_at == since)
+            .values(next_occurrence_at=following)
+        ).rowcount
+        if not moved:  # another clock took this one
+            session.rollback()
+            continue
+        latest = missed[-1] if missed and now - missed[-1] <= catch_up else None
+        for occurrence in missed:
+            run = CampaignRun(
+                campaign_id=campaign.id,
+                occurrence_at=occurrence,
+                occurrence_key=occurrence.isoformat(),
+                status="freezing" if occurrence == latest else "cancelled",
+                context=None if occurrence == latest else {"skipped": "missed"},
+                completed_at=None if occurrence == latest else now,
+                frozen_through=0,
+            )
+            session.add(run)
+            try:
+                with session.begin_nested():
+                    session.flush()
+            except IntegrityError:  # this occurrence already has its run
+                continue
+            if occurrence == latest:
+                started.append(run.id)
+        if following is None and latest is None:
+            still_open = exists().where(
+                CampaignRun.campaign_id == campaign.id, CampaignRun.status.in_(("freezing", "sending"))
+            )
+            session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign.id, ~still_open)
+                .values(status="completed", completed_at=now)
+            )
+        session.commit()
+    return started
+
+
 def due_campaigns(session: Session, now: datetime | None = None) -> list[int]:
     """Scheduled campaigns whose time has come (the database, not Redis, says what is due)."""
     now = now or utcnow()
@@ -279,10 +384,14 @@ def set_status(session: Session, campaign_id: int, action: str) -> Campaign:
     campaign = get_campaign(session, campaign_id)
     if campaign.status not in sources:
         raise Conflict(f"campaign {campaign_id} is {campaign.status}; cannot {action}")
+    values: dict[str, Any] = {"status": target}
+    if action == "resume" and campaign.kind == "recurring":
+        # Goes on from now: what the pause skipped is not caught up.
+        values["next_occurrence_at"] = _next_occurrence(campaign, utcnow())
     won = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == campaign.status)
-        .values(status=target)
+        .values(**values)
     ).rowcount
     if not won:
         raise Conflict(f"campaign {campaign_id} changed meanwhile; try again")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from chatman.db import Base, Id, Json, UTCDateTime
 from chatman.timeutils import utcnow
 
-CAMPAIGN_KINDS = ("one_time", "triggered")
+CAMPAIGN_KINDS = ("one_time", "triggered", "recurring")
 CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "completed", "cancelled")
 
 
@@ -23,6 +23,7 @@ class Campaign(Base):
             name="status",
         ),
         Index("ix_campaigns_status_send_at", "status", "send_at"),
+        Index("ix_campaigns_status_next_occurrence", "status", "next_occurrence_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -37,6 +38,9 @@ class Campaign(Base):
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     timezone: Mapped[str | None] = mapped_column(String(64))
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # recurring: the rule (campaigns.recurrence, as its as_dict()) and its next occurrence, UTC
+    recurrence: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    next_occurrence_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Why the clock could not launch it when it fell due (it went back to draft).
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

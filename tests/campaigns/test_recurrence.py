@@ -131,3 +131,90 @@ def test_a_bad_rule_is_refused_naming_its_field(spec, field):
     with pytest.raises(Invalid) as refused:
         parse(spec)
     assert field in refused.value.errors, refused.value.errors
+
+
+def test_the_clock_runs_each_occurrence_once_and_catches_up_by_the_rule(app, session, redis):
+    """A daily 02:30 in Berlin across the spring-forward night, ticked every 15 minutes by a
+    clock, then by a second clock over the same times; then the clock is down for a while."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from chatman.campaigns import lifecycle
+    from chatman.campaigns.models import CampaignRun
+    from chatman.clock import launch_due_occurrences, tick
+    from tests.factories import make_audience
+
+    everyone, _ = make_audience(session, 3)
+    campaign = lifecycle.create_campaign(
+        session,
+        {
+            "name": "Daily",
+            "kind": "recurring",
+            "body": "hi",
+            "include_segments": [everyone.id],
+            "recurrence": {"every": "day", "at": "02:30", "start": "2027-03-26", "timezone": "Europe/Berlin"},
+        },
+    )
+    session.commit()
+    start = datetime(2027, 3, 25, 23, 0, tzinfo=UTC)
+    assert lifecycle.launch(session, campaign.id, now=start) is None
+    session.commit()
+    db = app.extensions["chatman.db"]
+    hourly_catch_up = launch_due_occurrences(db, redis, catch_up_s=3600)
+
+    def runs():
+        session.expire_all()
+        berlin = ZoneInfo("Europe/Berlin")
+        rows = session.scalars(select(CampaignRun).order_by(CampaignRun.occurrence_at))
+        return [(r.occurrence_at.astimezone(berlin).strftime("%m-%d %H:%M"), r.status) for r in rows]
+
+    for _clock in range(2):  # the second pass is another clock, or a restart, over the same times
+        now = start
+        while now < datetime(2027, 3, 29, 12, 0, tzinfo=UTC):
+            tick(redis, [hourly_catch_up], now)
+            now += timedelta(minutes=15)
+    assert runs() == [
+        ("03-26 02:30", "freezing"),
+        ("03-27 02:30", "freezing"),
+        ("03-28 03:00", "freezing"),  # 02:30 does not exist that night
+        ("03-29 02:30", "freezing"),
+    ]
+    # Down from 29 March noon until 3.5 hours after the 31 March occurrence (00:30 UTC): the
+    # latest is older than the hour allowed, so both it and the one before are missed.
+    tick(redis, [hourly_catch_up], datetime(2027, 3, 31, 4, 0, tzinfo=UTC))
+    assert runs()[-2:] == [("03-30 02:30", "cancelled"), ("03-31 02:30", "cancelled")]
+    # With four hours allowed, the latest missed one runs and the older is recorded missed.
+    four_hours = launch_due_occurrences(db, redis, catch_up_s=4 * 3600)
+    tick(redis, [four_hours], datetime(2027, 4, 2, 4, 0, tzinfo=UTC))
+    assert runs()[-2:] == [("04-01 02:30", "cancelled"), ("04-02 02:30", "freezing")]
+    skipped = session.scalars(select(CampaignRun.context).where(CampaignRun.status == "cancelled")).all()
+    assert skipped == [{"skipped": "missed"}] * 3
+
+
+def test_a_recurring_campaign_through_the_api(client, auth):
+    segment = client.post("/api/v1/segments", headers=auth, json={"name": "all"}).json["id"]
+    rule = {"every": "month", "start": "2031-01-31", "at": "10:00", "timezone": "Asia/Kolkata"}
+    body = {"name": "Renewal", "kind": "recurring", "body": "Time to renew", "include_segments": [segment]}
+    refused = client.post(
+        "/api/v1/campaigns", headers=auth, json={**body, "recurrence": {**rule, "every": "fortnight"}}
+    )
+    assert refused.status_code == 422 and "recurrence.every" in refused.json["errors"]
+    missing = client.post("/api/v1/campaigns", headers=auth, json=body)
+    assert missing.status_code == 422 and "recurrence" in missing.json["errors"]
+    made = client.post("/api/v1/campaigns", headers=auth, json={**body, "recurrence": rule})
+    assert made.status_code == 201 and made.json["recurrence"]["every"] == "month", made.json
+    url = f"/api/v1/campaigns/{made.json['id']}"
+    launched = client.post(f"{url}/launch", headers=auth)
+    assert launched.status_code == 202 and launched.json["status"] == "running"
+    assert launched.json["next_occurrence_at"] == "2031-01-31T04:30:00+00:00" and launched.json["runs"] == []
+    upcoming = client.get(f"{url}/schedule", headers=auth, query_string={"limit": 3}).json
+    assert [o["local"] for o in upcoming["occurrences"]] == [
+        "2031-01-31T10:00:00+05:30",
+        "2031-02-28T10:00:00+05:30",
+        "2031-03-31T10:00:00+05:30",
+    ]
+    once = client.post(
+        f"{url}/schedule", headers=auth, json={"send_at": "2031-01-01T09:00:00", "timezone": "UTC"}
+    )
+    assert once.status_code == 409  # it runs on its recurrence
