@@ -249,13 +249,10 @@ class Schedule(MethodView):
     @blp.response(200, UpcomingSchema)
     def get(self, args, campaign_id: int):
         """A recurring campaign's next occurrences, in its timezone and in UTC."""
-        session = request_session()
-        zone = lifecycle.get_campaign(session, campaign_id).recurrence or {}
-        times = lifecycle.upcoming(session, campaign_id, args["limit"])
-        tz = ZoneInfo(zone.get("timezone", "UTC"))
+        zone, times = lifecycle.upcoming(request_session(), campaign_id, args["limit"])
         return {
-            "timezone": zone.get("timezone"),
-            "occurrences": [{"local": t.astimezone(tz).isoformat(), "utc": t} for t in times],
+            "timezone": zone,
+            "occurrences": [{"local": t.astimezone(ZoneInfo(zone)).isoformat(), "utc": t} for t in times],
         }
 
     @blp.arguments(ScheduleSchema, example={"send_at": "2031-01-15T09:30:00", "timezone": "Asia/Kolkata"})

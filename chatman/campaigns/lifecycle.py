@@ -18,6 +18,7 @@ from chatman.campaigns import recurrence
 from chatman.campaigns.models import CAMPAIGN_KINDS, Campaign, CampaignRun, CampaignSegment, CampaignStep
 from chatman.contacts.fields import validate_timezone
 from chatman.contacts.models import Segment
+from chatman.dialects import insert_ignore
 from chatman.errors import Conflict, Invalid, NotFound
 from chatman.ledger import sending
 from chatman.messaging.models import Template
@@ -275,15 +276,15 @@ def _next_occurrence(campaign: Campaign, after: datetime) -> datetime | None:
 
 def upcoming(
     session: Session, campaign_id: int, limit: int = 10, now: datetime | None = None
-) -> list[datetime]:
-    """A recurring campaign's next occurrences, UTC."""
+) -> tuple[str, list[datetime]]:
+    """A recurring campaign's timezone and its next occurrences, UTC."""
     campaign = get_campaign(session, campaign_id)
     if campaign.kind != "recurring":
         raise Invalid(
             "kind", f"campaign {campaign_id} is {campaign.kind}; only a recurring one has occurrences"
         )
     rule = recurrence.parse(campaign.recurrence)
-    return recurrence.next_occurrences(rule, now or utcnow(), limit)
+    return rule.timezone, recurrence.next_occurrences(rule, now or utcnow(), limit)
 
 
 def launch_occurrences(session: Session, now: datetime, catch_up: timedelta) -> list[int]:
@@ -310,7 +311,7 @@ def launch_occurrences(session: Session, now: datetime, catch_up: timedelta) -> 
                 MAX_MISSED,
             )
         )
-        following = next(recurrence.occurrences(rule, max([now, *missed])), None)
+        following = next(recurrence.occurrences(rule, now), None)
         moved = session.execute(
             update(Campaign)
             .where(Campaign.id == campaign.id, Campaign.next_occurrence_at == since)
@@ -320,24 +321,27 @@ def launch_occurrences(session: Session, now: datetime, catch_up: timedelta) -> 
             session.rollback()
             continue
         latest = missed[-1] if missed and now - missed[-1] <= catch_up else None
-        for occurrence in missed:
-            run = CampaignRun(
-                campaign_id=campaign.id,
-                occurrence_at=occurrence,
-                occurrence_key=occurrence.isoformat(),
-                status="freezing" if occurrence == latest else "cancelled",
-                context=None if occurrence == latest else {"skipped": "missed"},
-                completed_at=None if occurrence == latest else now,
-                frozen_through=0,
+        key = ["campaign_id", "occurrence_key"]  # an occurrence that has its run keeps it
+        skipped = [
+            {
+                **_run_row(campaign.id, o),
+                "status": "cancelled",
+                "context": {"skipped": "missed"},
+                "completed_at": now,
+            }
+            for o in missed
+            if o != latest
+        ]
+        insert_ignore(session, CampaignRun, skipped, key)
+        if latest is not None and insert_ignore(session, CampaignRun, [_run_row(campaign.id, latest)], key):
+            started.append(
+                session.scalar(
+                    select(CampaignRun.id).where(
+                        CampaignRun.campaign_id == campaign.id,
+                        CampaignRun.occurrence_key == latest.isoformat(),
+                    )
+                )
             )
-            session.add(run)
-            try:
-                with session.begin_nested():
-                    session.flush()
-            except IntegrityError:  # this occurrence already has its run
-                continue
-            if occurrence == latest:
-                started.append(run.id)
         if following is None and latest is None:
             still_open = exists().where(
                 CampaignRun.campaign_id == campaign.id, CampaignRun.status.in_(("freezing", "sending"))
@@ -349,6 +353,16 @@ def launch_occurrences(session: Session, now: datetime, catch_up: timedelta) -> 
             )
         session.commit()
     return started
+
+
+def _run_row(campaign_id: int, occurrence: datetime) -> dict[str, Any]:
+    return {
+        "campaign_id": campaign_id,
+        "occurrence_at": occurrence,
+        "occurrence_key": occurrence.isoformat(),
+        "status": "freezing",
+        "frozen_through": 0,
+    }
 
 
 def due_campaigns(session: Session, now: datetime | None = None) -> list[int]:

@@ -191,6 +191,22 @@ def test_the_clock_runs_each_occurrence_once_and_catches_up_by_the_rule(app, ses
     skipped = session.scalars(select(CampaignRun.context).where(CampaignRun.status == "cancelled")).all()
     assert skipped == [{"skipped": "missed"}] * 3
 
+    # A clock that read the campaign before the others moved it on (a stale next occurrence)
+    # starts nothing again: each occurrence has one run.
+    from sqlalchemy import update
+
+    from chatman.campaigns.models import Campaign
+
+    before = runs()
+    session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id)
+        .values(next_occurrence_at=datetime(2027, 3, 27, 0, 30, tzinfo=UTC))
+    )
+    session.commit()
+    assert four_hours(datetime(2027, 4, 2, 4, 0, tzinfo=UTC)) == 0  # called bare: an error would show
+    assert runs() == before
+
 
 def test_a_recurring_campaign_through_the_api(client, auth):
     segment = client.post("/api/v1/segments", headers=auth, json={"name": "all"}).json["id"]
