@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from redis import Redis
 
 from chatman import inbox, jobs, queues
-from chatman.campaigns import dispatch, lifecycle
+from chatman.campaigns import dispatch, drips, lifecycle
 from chatman.config import Settings
 from chatman.contacts import imports
 from chatman.db import Database
@@ -36,8 +37,7 @@ LOST_MESSAGE = timedelta(minutes=5)
 SIMULATOR_OVERDUE = timedelta(seconds=10)
 log = logging.getLogger(__name__)
 
-# Each task takes the tick time and returns how much work it enqueued. Later features
-# (recurring occurrences, drip steps) register here too.
+# Each task takes the tick time and returns how much work it enqueued.
 TickTask = Callable[[datetime], int]
 
 
@@ -186,6 +186,36 @@ def launch_due_occurrences(db: Database, connection: Redis, catch_up_s: float) -
     return task
 
 
+def advance_enrollments(db: Database, connection: Redis, budget_s: float = 20.0) -> TickTask:
+    """Tick task: claim the drip steps and date fires that are due, a batch at a time, and
+    enqueue one job per batch to move them on (never one job per contact)."""
+
+    def task(now: datetime) -> int:
+        until = time.monotonic() + budget_s
+        enqueued = 0
+        with db.sessionmaker() as session:
+            while ids := drips.claim_due(session, now):
+                enqueued += jobs.enqueue_advance(connection, [ids], now)
+                if time.monotonic() > until:  # the next tick goes on; other tasks get their turn
+                    break
+        return enqueued
+
+    task.__name__ = "advance_enrollments"
+    return task
+
+
+def sync_enrollments(db: Database, connection: Redis, every_s: float) -> TickTask:
+    """Tick task: every `every_s`, enroll new members of drip and date campaigns' segments."""
+
+    def task(now: datetime) -> int:
+        with db.sessionmaker() as session:
+            due = drips.campaigns_to_sync(session, now, timedelta(seconds=every_s))
+        return sum(jobs.enqueue_sync(connection, campaign_id, now) for campaign_id in due)
+
+    task.__name__ = "sync_enrollments"
+    return task
+
+
 def resume_imports(db: Database, connection: Redis) -> TickTask:
     """Tick task: every CSV import not finished has a job; one whose worker died starts again."""
 
@@ -216,6 +246,8 @@ def default_tasks(db: Database, connection: Redis, settings: Settings) -> list[T
     return [
         launch_due_campaigns(db, connection),
         launch_due_occurrences(db, connection, settings.recurring_catch_up_s),
+        sync_enrollments(db, connection, settings.enroll_sync_s),
+        advance_enrollments(db, connection),
         recover_stale_sends(db, connection, settings.stale_claim_s),
         drain_inboxes(db, connection, settings),
         expire_flows(db, connection),

@@ -153,6 +153,8 @@ class Settings:
     import_max_new_attributes: int = 50
     # A recurring occurrence missed while the clock was down still runs if it is this young.
     recurring_catch_up_s: float = 3600.0
+    # How often drip and date campaigns look for new members of their segments.
+    enroll_sync_s: float = 60.0
     max_attributes: int = 500
     # Requests in flight per send batch (the provider's round trip divides throughput by it).
     send_concurrency: int = 32
@@ -286,6 +288,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         ),
         max_attributes=int(number("MAX_ATTRIBUTES", Settings.max_attributes, int)),
         recurring_catch_up_s=number("RECURRING_CATCH_UP_S", Settings.recurring_catch_up_s),
+        enroll_sync_s=number("ENROLL_SYNC_S", Settings.enroll_sync_s),
         send_concurrency=concurrency,
         stale_claim_s=stale_claim_s,
         sender_daily_limit=daily_limit,

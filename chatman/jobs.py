@@ -394,3 +394,51 @@ def recover_stale_sends(now: str) -> dict:
     if any(counts.values()):
         log.warning("recovered stale claims: %s", counts)
     return counts
+
+
+ENROLLMENTS = "enrollments"
+
+
+def enqueue_advance(connection: Redis, batches: list[list[int]], now: datetime) -> int:
+    """Enqueue the moving on of enrollments claimed at `now`, one job per batch."""
+    queues.enqueue_tracked(
+        connection,
+        ENROLLMENTS,
+        [(advance_enrollments, (ids, now.isoformat())) for ids in batches],
+        job_timeout=BATCH_TIMEOUT_S,
+    )
+    return len(batches)
+
+
+def advance_enrollments(enrollment_ids: list[int], now: str) -> int:
+    """Move claimed drip and date enrollments on as of the clock's tick `now` (ISO), then send
+    the messages their steps made."""
+    from chatman.campaigns.dispatch import BATCH_SIZE
+    from chatman.campaigns.drips import advance
+
+    _, db, connection = _context()
+    try:
+        with db.sessionmaker() as session:
+            to_send = advance(session, enrollment_ids, datetime.fromisoformat(now))
+        for run_id, ids in to_send.items():
+            batches = [
+                (send_batch, (run_id, ids[i : i + BATCH_SIZE])) for i in range(0, len(ids), BATCH_SIZE)
+            ]
+            queues.enqueue_tracked(connection, run_group(run_id), batches, job_timeout=BATCH_TIMEOUT_S)
+    finally:
+        queues.done(connection, ENROLLMENTS)
+    return sum(len(ids) for ids in to_send.values())
+
+
+def enqueue_sync(connection: Redis, campaign_id: int, now: datetime | None = None) -> bool:
+    name = f"sync-enrollments-{campaign_id}"
+    return enqueue_once(connection, sync_enrollments, name, campaign_id, now.isoformat() if now else None)
+
+
+def sync_enrollments(campaign_id: int, now: str | None = None) -> int:
+    """Enroll a drip's or date campaign's new segment members; reschedule changed dates."""
+    from chatman.campaigns.drips import sync_members
+
+    _, db, _ = _context()
+    with db.sessionmaker() as session:
+        return sync_members(session, campaign_id, datetime.fromisoformat(now) if now else None)

@@ -45,3 +45,13 @@ def local_to_utc(wall: datetime, zone: str) -> datetime:
     change = after.replace(microsecond=0)
     local = change.astimezone(tz)
     raise NonexistentTime(wall, zone, (change + old_offset).replace(tzinfo=None), local.replace(tzinfo=None))
+
+
+def run_instant(wall: datetime, zone: str) -> datetime:
+    """When a repeating schedule (a recurrence, a drip wait, a date-field fire) runs for a
+    wall-clock time: by `local_to_utc`, with a time in the spring-forward gap moved to the end
+    of the gap (the schedule still runs that day, once)."""
+    try:
+        return local_to_utc(wall, zone)
+    except NonexistentTime as gap:
+        return local_to_utc(gap.gap_end, zone)

@@ -97,4 +97,4 @@ def test_an_event_no_campaign_listens_for_says_so(client, auth):
         "/api/v1/events", headers=auth, json={"event": "order_paid", "contact": {"phone": "+919820011112"}}
     )
     assert answer.status_code == 202 and answer.json["campaigns"] == []
-    assert "no running triggered campaign listens for 'order_paid'" in answer.json["message"]
+    assert "no running triggered or drip campaign listens for 'order_paid'" in answer.json["message"]

@@ -1,4 +1,4 @@
-"""/campaigns: one-time broadcasts and their counters."""
+"""/campaigns: every kind of campaign, its counters, schedule and enrollments."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from flask_smorest import Blueprint
 from chatman.api import fields
 from chatman.api.auth import require_token
 from chatman.api.checks import check_request
-from chatman.campaigns import lifecycle
-from chatman.campaigns.models import CAMPAIGN_KINDS, CAMPAIGN_STATUSES
+from chatman.campaigns import drips, lifecycle
+from chatman.campaigns.models import CAMPAIGN_KINDS, CAMPAIGN_STATUSES, ENROLLING_KINDS, ENROLLMENT_STATUSES
 from chatman.campaigns.preflight import Preflight, preflight
 from chatman.errors import Invalid
 from chatman.extensions import redis_client, request_session, settings
-from chatman.jobs import enqueue_dispatch
+from chatman.jobs import enqueue_dispatch, enqueue_sync
 from chatman.ledger.counters import stored
 
 blp = Blueprint("campaigns", __name__, url_prefix="/campaigns", description="Campaigns")
@@ -50,8 +50,9 @@ class CampaignSchema(ma.Schema):
         load_default="one_time",
         validate=ma.validate.OneOf(CAMPAIGN_KINDS),
         metadata={
-            "description": "one_time (a broadcast), triggered (by an event or an inbound trigger) "
-            "or recurring (on its recurrence)"
+            "description": "one_time (a broadcast), triggered (by an event or an inbound trigger), "
+            "recurring (on its recurrence), drip (steps over time per contact) or date (on a date "
+            "attribute of each contact, e.g. a birthday)"
         },
     )
     trigger_event = fields.Text(
@@ -78,7 +79,37 @@ class CampaignSchema(ma.Schema):
     )
     next_occurrence_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
     send_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
-    timezone = fields.Text(dump_only=True, allow_none=True)
+    timezone = fields.Text(
+        allow_none=True,
+        max=64,
+        metadata={"description": "drip and date: the zone of contacts without their own (IANA name)"},
+    )
+    steps = ma.fields.List(
+        ma.fields.Dict(),
+        allow_none=True,
+        metadata={
+            "description": 'drip: [{"body": "Welcome"}, {"wait": {"days": 1, "at": "10:00"}, '
+            '"template_id": 3, "condition": {"if": "not_replied"}}]; wait units minutes, hours, '
+            'days, weeks, "after": previous|enrollment; conditions not_delivered, not_read, '
+            'not_replied, tapped (with "button"), on the previous step or "step": N. On a running '
+            "drip give each existing step its id; new steps go at the end"
+        },
+    )
+    drip = ma.fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": 'drip: {"exit_on": ["replied", "opted_out", "goal_reached", '
+            '"left_segment"], "goal": {"attribute": "plan", "value": "paid"}, '
+            '"reentry_after_days": 30}'
+        },
+    )
+    date_field = ma.fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": 'date: {"attribute": "birthday", "offset_days": 0, "at": "10:00", '
+            '"repeat": "yearly|once"}, at that time in each contact\'s timezone'
+        },
+    )
     completed_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
     last_error = fields.Text(
         dump_only=True, allow_none=True, metadata={"description": "why a scheduled launch failed"}
@@ -135,6 +166,9 @@ def _dump(campaign, preflight: Preflight | None = None) -> dict:
         "include_segments": links["include"],
         "exclude_segments": links["exclude"],
         "recurrence": campaign.recurrence,
+        "steps": drips.step_dicts(session, campaign.id) if campaign.kind in ENROLLING_KINDS else None,
+        "drip": campaign.drip if campaign.kind == "drip" else None,
+        "date_field": campaign.drip if campaign.kind == "date" else None,
         "next_occurrence_at": campaign.next_occurrence_at,
         "send_at": campaign.send_at,
         "timezone": campaign.timezone,
@@ -218,6 +252,8 @@ class Launch(MethodView):
         session.commit()
         if run is not None:
             enqueue_dispatch(redis_client(), run.id)
+        elif lifecycle.get_campaign(session, campaign_id).kind in ENROLLING_KINDS:
+            enqueue_sync(redis_client(), campaign_id)
         return _dump(lifecycle.get_campaign(session, campaign_id), report)
 
 
@@ -281,3 +317,85 @@ def _action(action: str):
 
 for _name in ("pause", "resume", "cancel"):
     blp.route(f"/<int:campaign_id>/{_name}")(_action(_name))
+
+
+class EnrollmentSchema(ma.Schema):
+    id = fields.Id()
+    campaign_id = fields.Id()
+    contact_id = fields.Id()
+    run_id = fields.Id()
+    entry = fields.Integer(metadata={"description": "1, or more for a contact who entered again"})
+    source = fields.Text(metadata={"description": "segment, trigger, event, api or date"})
+    status = fields.Text(metadata={"description": "active, completed or exited"})
+    next_step = fields.Integer(metadata={"description": "the step it waits for (1 is the first)"})
+    next_due_at = ma.fields.AwareDateTime(allow_none=True)
+    enrolled_at = ma.fields.AwareDateTime()
+    finished_at = ma.fields.AwareDateTime(allow_none=True)
+    exit_reason = fields.Text(
+        allow_none=True,
+        metadata={
+            "description": "replied, opted_out, goal_reached, left_segment, campaign_cancelled or no_date"
+        },
+    )
+
+
+class EnrollmentListArgs(ma.Schema):
+    status = fields.Text(validate=ma.validate.OneOf(ENROLLMENT_STATUSES))
+    after = fields.Id(minimum=0, strict=False, load_default=0)
+    limit = fields.Integer(load_default=50, minimum=1, maximum=500, strict=False)
+
+
+class EnrollmentPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(EnrollmentSchema))
+    next_after = fields.Id(allow_none=True, metadata={"description": "pass as `after` for the next page"})
+
+
+class EnrollSchema(ma.Schema):
+    contact_ids = ma.fields.List(fields.Id(), required=True, validate=ma.validate.Length(min=1, max=1000))
+
+
+class EnrolledSchema(ma.Schema):
+    enrolled = ma.fields.List(fields.Id(), metadata={"description": "contacts who entered now"})
+
+
+def enrollment_page(args: dict, **where) -> dict:
+    rows = drips.list_enrollments(
+        request_session(), status=args.get("status"), after=args["after"], limit=args["limit"], **where
+    )
+    items = [
+        {
+            "id": e.id,
+            "campaign_id": e.campaign_id,
+            "contact_id": e.contact_id,
+            "run_id": e.run_id,
+            "entry": e.entry,
+            "source": e.source,
+            "status": e.status,
+            "next_step": e.next_step + 1,
+            "next_due_at": e.next_due_at,
+            "enrolled_at": e.enrolled_at,
+            "finished_at": e.finished_at,
+            "exit_reason": e.exit_reason,
+        }
+        for e in rows
+    ]
+    return {"items": items, "next_after": rows[-1].id if len(rows) == args["limit"] else None}
+
+
+@blp.route("/<int:campaign_id>/enrollments")
+class Enrollments(MethodView):
+    @blp.arguments(EnrollmentListArgs, location="query")
+    @blp.response(200, EnrollmentPageSchema)
+    def get(self, args, campaign_id: int):
+        """A drip's or date campaign's contacts and where each one is."""
+        lifecycle.get_campaign(request_session(), campaign_id)
+        return enrollment_page(args, campaign_id=campaign_id)
+
+    @blp.arguments(EnrollSchema, example={"contact_ids": [1, 2]})
+    @blp.response(200, EnrolledSchema)
+    def post(self, data, campaign_id: int):
+        """Enroll contacts in a running drip (one already in is left where it is)."""
+        session = request_session()
+        enrolled = lifecycle.enroll_contacts(session, campaign_id, data["contact_ids"])
+        session.commit()
+        return {"enrolled": enrolled}

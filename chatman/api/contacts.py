@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from chatman.api import fields
 from chatman.api.auth import require_token
+from chatman.api.campaigns import EnrollmentListArgs, EnrollmentPageSchema, enrollment_page
 from chatman.api.checks import check_request
 from chatman.contacts import attributes, crud, imports
 from chatman.errors import Invalid
@@ -189,6 +190,16 @@ class ContactById(MethodView):
         session = request_session()
         erase_contact(session, contact_id)
         session.commit()
+
+
+@blp.route("/contacts/<int:contact_id>/enrollments")
+class ContactEnrollments(MethodView):
+    @blp.arguments(EnrollmentListArgs, location="query")
+    @blp.response(200, EnrollmentPageSchema)
+    def get(self, args, contact_id: int):
+        """The drips and date campaigns this contact is in, and where they are in each."""
+        crud.get_contact(request_session(), contact_id)
+        return enrollment_page(args, contact_id=contact_id)
 
 
 @blp.route("/contacts/import")

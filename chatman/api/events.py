@@ -85,7 +85,7 @@ def _said(name: str, outcome) -> str:
         return f"event id {outcome.event_id} was received before: nothing started again"
     if not outcome.listening:
         return (
-            f"no running triggered campaign listens for {name!r}: nothing was sent "
+            f"no running triggered or drip campaign listens for {name!r}: nothing was sent "
             "(create one with kind triggered and this trigger_event, then launch it)"
         )
     started = len(outcome.started)

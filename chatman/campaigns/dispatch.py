@@ -18,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from chatman.campaigns.audience import freeze_page
 from chatman.campaigns.lifecycle import campaign_step
-from chatman.campaigns.models import Campaign, CampaignRun, CampaignStep
+from chatman.campaigns.models import ENROLLING_KINDS, Campaign, CampaignRun, CampaignStep
 from chatman.contacts.models import Contact
 from chatman.ledger import sending, states
 from chatman.ledger.models import Message
@@ -289,15 +289,15 @@ def finish_run(session: Session, run_id: int, now: datetime | None = None) -> bo
     undecided = session.scalar(
         select(exists().where(Message.run_id == run_id, Message.status.in_((states.PENDING, states.CLAIMED))))
     )
-    if undecided:
-        return False
     run = session.get(CampaignRun, run_id)
+    campaign = session.get(Campaign, run.campaign_id)
+    if undecided or campaign.kind in ENROLLING_KINDS:
+        return False  # a drip's run takes new rows while contacts go on; it ends with the campaign
     moved = session.execute(
         update(CampaignRun)
         .where(CampaignRun.id == run_id, CampaignRun.status == "sending")
         .values(status="completed", completed_at=now)
     ).rowcount
-    campaign = session.get(Campaign, run.campaign_id)
     # Triggered ones stay on; a recurring one ends with the run of its last occurrence.
     if moved and (
         campaign.kind == "one_time" or (campaign.kind == "recurring" and campaign.next_occurrence_at is None)
@@ -330,7 +330,11 @@ def quiet_runs(session: Session, quiet_since: datetime) -> list[int]:
                 Campaign.status == "running",
                 CampaignRun.status.in_(("freezing", "sending")),
                 func.coalesce(CampaignRun.progress_at, CampaignRun.created_at) < quiet_since,
-                or_(CampaignRun.status == "freezing", pending, ~undecided),
+                or_(
+                    CampaignRun.status == "freezing",
+                    pending,
+                    and_(~undecided, Campaign.kind.not_in(ENROLLING_KINDS)),
+                ),
             )
             .order_by(CampaignRun.id)
         )

@@ -1,4 +1,7 @@
-"""One-time campaigns: draft -> scheduled | running -> completed, with pause, resume, cancel."""
+"""Campaigns' lives: draft -> scheduled | running -> completed, with pause, resume, cancel.
+
+One-time campaigns run once; triggered, recurring, drip and date campaigns stay running, each
+start, occurrence or enrollment sending on its own."""
 
 from __future__ import annotations
 
@@ -14,10 +17,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatman.auth.accounts import find_user
-from chatman.campaigns import recurrence
-from chatman.campaigns.models import CAMPAIGN_KINDS, Campaign, CampaignRun, CampaignSegment, CampaignStep
+from chatman.campaigns import drips, recurrence
+from chatman.campaigns.models import (
+    CAMPAIGN_KINDS,
+    ENROLLING_KINDS,
+    Campaign,
+    CampaignRun,
+    CampaignSegment,
+    CampaignStep,
+)
 from chatman.contacts.fields import validate_timezone
-from chatman.contacts.models import Segment
+from chatman.contacts.models import Contact, Segment
 from chatman.dialects import insert_ignore
 from chatman.errors import Conflict, Invalid, NotFound
 from chatman.ledger import sending
@@ -39,8 +49,12 @@ def get_campaign(session: Session, campaign_id: int) -> Campaign:
 
 
 def campaign_step(session: Session, campaign_id: int) -> CampaignStep:
+    """The campaign's message (a drip's first step)."""
     return session.scalars(
-        select(CampaignStep).where(CampaignStep.campaign_id == campaign_id).order_by(CampaignStep.position)
+        select(CampaignStep)
+        .where(CampaignStep.campaign_id == campaign_id)
+        .order_by(CampaignStep.position)
+        .limit(1)
     ).one()
 
 
@@ -97,6 +111,8 @@ def _set_audience(session: Session, campaign: Campaign, data: Mapping[str, Any])
         return
     if "include_segments" not in data and "exclude_segments" not in data:
         return
+    # A drip may take its contacts only from triggers, events or the API.
+    optional = campaign.kind == "drip"
     current = campaign_segments(session, campaign.id)
     include = data.get("include_segments", current["include"])
     exclude = data.get("exclude_segments", current["exclude"])
@@ -105,8 +121,10 @@ def _set_audience(session: Session, campaign: Campaign, data: Mapping[str, Any])
         for i, segment_id in enumerate(ids):
             if session.get(Segment, segment_id) is None:
                 errors[f"{field}[{i}]"] = [f"segment {segment_id} not found"]
-    if not include:
+    if not include and not optional:
         errors["include_segments"] = ["a campaign needs at least one segment to send to"]
+    if exclude and not include:
+        errors["exclude_segments"] = ["exclude segments go with include segments"]
     if errors:
         raise Invalid.many(errors)
     session.execute(delete(CampaignSegment).where(CampaignSegment.campaign_id == campaign.id))
@@ -138,8 +156,8 @@ def _check_kind(campaign: Campaign) -> None:
     if campaign.kind not in CAMPAIGN_KINDS:
         raise Invalid("kind", f"one of {', '.join(CAMPAIGN_KINDS)}")
     if campaign.trigger_event is not None:
-        if campaign.kind != "triggered":
-            raise Invalid("trigger_event", "only a triggered campaign starts on an event")
+        if campaign.kind not in ("triggered", "drip"):
+            raise Invalid("trigger_event", "only a triggered or drip campaign starts on an event")
         if not EVENT_NAME.match(campaign.trigger_event):
             raise Invalid("trigger_event", "an event name: letters, digits and _ . : - (e.g. order_created)")
 
@@ -151,26 +169,70 @@ def create_campaign(session: Session, data: Mapping[str, Any]) -> Campaign:
     campaign = Campaign(kind=data.get("kind") or "one_time", status="draft", **fields)
     _check_kind(campaign)
     _set_recurrence(campaign, data)
+    _set_enrolling(session, campaign, data)
     session.add(campaign)
     session.flush()
-    step = CampaignStep(campaign_id=campaign.id, position=0)
-    session.add(step)
-    _set_message(session, step, data)
+    if campaign.kind in ENROLLING_KINDS:
+        drips.set_steps(session, campaign, _steps_given(campaign, data))
+    else:
+        step = CampaignStep(campaign_id=campaign.id, position=0)
+        session.add(step)
+        _set_message(session, step, data)
     _set_audience(session, campaign, {"include_segments": [], **data})
     session.flush()
     return campaign
 
 
+def _steps_given(campaign: Campaign, data: Mapping[str, Any]) -> Any:
+    """A drip's steps; a date campaign may give its one message as template_id or body."""
+    if data.get("steps") is None and campaign.kind == "date" and ("template_id" in data or "body" in data):
+        return [{"template_id": data.get("template_id"), "body": data.get("body")}]
+    return data.get("steps")
+
+
+def _set_enrolling(session: Session, campaign: Campaign, data: Mapping[str, Any]) -> None:
+    """A drip's exits and re-entry or a date campaign's date rule, and their timezone."""
+    if campaign.kind not in ENROLLING_KINDS:
+        for field in ("steps", "drip", "date_field", "timezone"):
+            if data.get(field) is not None:
+                raise Invalid(field, f"{field} goes with a drip or date campaign, not a {campaign.kind} one")
+        return
+    if "timezone" in data and data["timezone"] is not None:
+        validate_timezone(data["timezone"])
+        campaign.timezone = data["timezone"]
+    other = "date_field" if campaign.kind == "drip" else "drip"
+    if data.get(other) is not None:
+        raise Invalid(other, f"{other} goes with a {'date' if other == 'date_field' else 'drip'} campaign")
+    own = "drip" if campaign.kind == "drip" else "date_field"
+    if own in data or campaign.drip is None:
+        if campaign.kind == "date" and data.get(own) is None and campaign.drip is None:
+            raise Invalid(own, 'the date to send on, e.g. {"attribute": "birthday", "at": "10:00"}')
+        campaign.drip = drips.parse_settings(session, campaign.kind, data.get(own))
+
+
 def update_campaign(session: Session, campaign_id: int, data: Mapping[str, Any]) -> Campaign:
     campaign = get_campaign(session, campaign_id)
-    if campaign.status != "draft":
+    live_drip = campaign.kind in ENROLLING_KINDS and campaign.status in ("running", "paused")
+    if campaign.status != "draft" and not live_drip:
         raise Conflict(f"campaign {campaign_id} is {campaign.status}; only a draft can be changed")
+    if live_drip and ({"include_segments", "exclude_segments", "timezone", "date_field"} & set(data)):
+        raise Conflict(
+            f"campaign {campaign_id} is {campaign.status}: its steps, exits and name can change, "
+            "not its audience, timezone or date rule"
+        )
     for key in EDITABLE:
         if key in data:
             setattr(campaign, key, _owner(session, data[key]) if key == "owner" else data[key])
     _check_kind(campaign)
     _set_recurrence(campaign, data)
-    _set_message(session, campaign_step(session, campaign_id), data)
+    _set_enrolling(session, campaign, data)
+    if campaign.kind in ENROLLING_KINDS:
+        if data.get("steps") is not None or (
+            campaign.kind == "date" and ("template_id" in data or "body" in data)
+        ):
+            drips.set_steps(session, campaign, _steps_given(campaign, data))
+    else:
+        _set_message(session, campaign_step(session, campaign_id), data)
     _set_audience(session, campaign, data)
     session.flush()
     return campaign
@@ -215,11 +277,21 @@ def launch(session: Session, campaign_id: int, now: datetime | None = None) -> C
     campaign = get_campaign(session, campaign_id)
     if campaign.status not in ("draft", "scheduled"):
         raise Conflict(f"campaign {campaign_id} is {campaign.status}; it cannot be launched")
-    step = campaign_step(session, campaign_id)
-    if step.template_id is not None:
-        template = session.get(Template, step.template_id)
-        if template.status != "approved":
-            raise Invalid("template_id", f"template {template.name!r} is {template.status}, not approved")
+    for step in drips.steps_of(session, campaign_id):
+        if step.template_id is not None:
+            template = session.get(Template, step.template_id)
+            if template.status != "approved":
+                raise Invalid("template_id", f"template {template.name!r} is {template.status}, not approved")
+    if campaign.kind in ENROLLING_KINDS:
+        won = session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign.id, Campaign.status == "draft")
+            .values(status="running", members_synced_at=None)
+        ).rowcount
+        if not won:
+            raise Conflict(f"campaign {campaign_id} changed while launching")
+        session.refresh(campaign)
+        return None
     if campaign.kind in ("triggered", "recurring"):
         first = None
         if campaign.kind == "recurring":
@@ -398,10 +470,13 @@ def set_status(session: Session, campaign_id: int, action: str) -> Campaign:
     campaign = get_campaign(session, campaign_id)
     if campaign.status not in sources:
         raise Conflict(f"campaign {campaign_id} is {campaign.status}; cannot {action}")
+    now = utcnow()
     values: dict[str, Any] = {"status": target}
     if action == "resume" and campaign.kind == "recurring":
         # Goes on from now: what the pause skipped is not caught up.
-        values["next_occurrence_at"] = _next_occurrence(campaign, utcnow())
+        values["next_occurrence_at"] = _next_occurrence(campaign, now)
+    if campaign.kind in ENROLLING_KINDS and action in ("pause", "resume"):
+        values["paused_at"] = now if action == "pause" else None
     won = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == campaign.status)
@@ -409,7 +484,10 @@ def set_status(session: Session, campaign_id: int, action: str) -> Campaign:
     ).rowcount
     if not won:
         raise Conflict(f"campaign {campaign_id} changed meanwhile; try again")
+    if action == "resume" and campaign.kind in ENROLLING_KINDS and campaign.paused_at is not None:
+        drips.shift_waits(session, campaign_id, now - campaign.paused_at)
     if action == "cancel":
+        drips.end_enrollments(session, campaign_id, "campaign_cancelled", now)
         # Rows no batch has taken are skipped now; batches already sending finish their rows.
         runs = list(
             session.scalars(
@@ -422,3 +500,19 @@ def set_status(session: Session, campaign_id: int, action: str) -> Campaign:
         session.execute(update(CampaignRun).where(CampaignRun.id.in_(runs)).values(status="cancelled"))
     session.refresh(campaign)
     return campaign
+
+
+def enroll_contacts(session: Session, campaign_id: int, contact_ids: list[int]) -> list[int]:
+    """The API's enrollment: contacts who entered now (one already in stays where it is)."""
+    campaign = get_campaign(session, campaign_id)
+    if campaign.kind != "drip":
+        raise Invalid("kind", f"campaign {campaign_id} is {campaign.kind}; contacts are enrolled in a drip")
+    if campaign.status not in ("running", "paused"):
+        raise Conflict(f"campaign {campaign_id} is {campaign.status}; launch it before enrolling contacts")
+    found = set(session.scalars(select(Contact.id).where(Contact.id.in_(contact_ids))))
+    missing = {
+        f"contact_ids[{i}]": [f"contact {c} not found"] for i, c in enumerate(contact_ids) if c not in found
+    }
+    if missing:
+        raise Invalid.many(missing)
+    return drips.enroll(session, campaign_id, contact_ids, "api")

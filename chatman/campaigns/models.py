@@ -11,7 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from chatman.db import Base, Id, Json, UTCDateTime
 from chatman.timeutils import utcnow
 
-CAMPAIGN_KINDS = ("one_time", "triggered", "recurring")
+CAMPAIGN_KINDS = ("one_time", "triggered", "recurring", "drip", "date")
+# Kinds whose contacts are enrolled and go step by step on their own time (campaigns.drips).
+ENROLLING_KINDS = ("drip", "date")
 CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "completed", "cancelled")
 
 
@@ -41,6 +43,13 @@ class Campaign(Base):
     # recurring: the rule (campaigns.recurrence, as its as_dict()) and its next occurrence, UTC
     recurrence: Mapped[dict[str, Any] | None] = mapped_column(Json)
     next_occurrence_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # drip: {"exit_on": [...], "goal": {"attribute", "value"}, "reentry_after_days"};
+    # date: {"attribute", "offset_days", "at", "repeat"} (campaigns.drips parses both)
+    drip: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # When a drip or date campaign was paused (its waits resume by that much later), and when
+    # its segments' members were last enrolled (None: enroll them at the next tick).
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    members_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Why the clock could not launch it when it fell due (it went back to draft).
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -75,6 +84,10 @@ class CampaignStep(Base):
     # Free text, allowed only inside a contact's 24-hour window.
     body: Mapped[str | None] = mapped_column(Text)
     delay_s: Mapped[int] = mapped_column(Integer, default=0)
+    # drip: how long after the enrollment or the previous step it goes ({"days": 1, "after":
+    # "previous", "at": "10:00"}), and what the earlier step's message must have done
+    # ({"if": "not_replied", "step": 1}); see campaigns.drips.
+    wait: Mapped[dict[str, Any] | None] = mapped_column(Json)
     condition: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
@@ -106,3 +119,42 @@ class CampaignRun(Base):
     progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+ENROLLMENT_STATUSES = ("active", "completed", "exited")
+
+
+class Enrollment(Base):
+    """A contact's way through a drip or date campaign: one row per (campaign, contact), with
+    the next step and when it is due. The clock finds due rows by (status, next_due_at) and
+    claims them by moving next_due_at on (conditional UPDATE); each step's message is unique
+    per (run, step, contact), so a step is never sent twice."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id", name="uq_enrollments_campaign_contact"),
+        Index("ix_enrollments_status_due", "status", "next_due_at"),
+        Index("ix_enrollments_contact", "contact_id"),
+        CheckConstraint("status IN ('active', 'completed', 'exited')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(Id, ForeignKey("contacts.id", ondelete="CASCADE"))
+    # The run of this entry (a re-entry is a new run, so its steps can be sent again).
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    entry: Mapped[int] = mapped_column(Integer, default=1)
+    # segment, trigger, event, api (drip) or date (a date-field campaign)
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    # Index of the next step in position order; past the last step the enrollment completes.
+    next_step: Mapped[int] = mapped_column(Integer, default=0)
+    # What the next step's wait counts from: the enrollment, or the previous step.
+    waiting_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # date campaigns: the attribute value the due time was computed from (a change reschedules)
+    basis: Mapped[str | None] = mapped_column(String(40))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # replied, opted_out, goal_reached, left_segment, campaign_cancelled, contact_deleted
+    exit_reason: Mapped[str | None] = mapped_column(String(32))

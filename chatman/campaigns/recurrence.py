@@ -27,7 +27,7 @@ from dateutil.relativedelta import relativedelta
 
 from chatman.contacts.fields import validate_timezone
 from chatman.errors import Invalid
-from chatman.timeutils import NonexistentTime, local_to_utc
+from chatman.timeutils import run_instant
 
 UNITS = ("day", "week", "month", "year")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -167,7 +167,7 @@ def _instants(rule: Recurrence) -> Iterator[datetime]:
         return
     last = None
     for day in _days(rule):
-        instant = _instant(datetime.combine(day, rule.at), rule.timezone)
+        instant = run_instant(datetime.combine(day, rule.at), rule.timezone)
         if instant != last:  # a gap could make two wall times one instant: once
             yield instant
         last = instant
@@ -191,13 +191,6 @@ def _days(rule: Recurrence) -> Iterator[date]:
         else:
             yield rule.start + relativedelta(years=k * rule.interval)
         k += 1
-
-
-def _instant(wall: datetime, zone: str) -> datetime:
-    try:
-        return local_to_utc(wall, zone)
-    except NonexistentTime as gap:
-        return local_to_utc(gap.gap_end, zone)
 
 
 def _date(value: Any, field: str, fail, required: bool = False) -> date | None:

@@ -1,5 +1,6 @@
 """Triggered campaigns: each start (an external event, an inbound message) is its own run for
-one contact, unique on what started it, so a repeated event sends nothing twice."""
+one contact, unique on what started it, so a repeated event sends nothing twice. A drip that
+listens to the same starts enrolls the contact instead."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from chatman.campaigns import drips
 from chatman.campaigns.lifecycle import campaign_step
 from chatman.campaigns.models import Campaign, CampaignRun
 from chatman.contacts.models import Contact
@@ -17,13 +19,18 @@ from chatman.ledger import counters, states
 from chatman.ledger.models import Message
 from chatman.timeutils import utcnow
 
+# What started a contact's start, as a drip enrollment records it.
+SOURCES = {"inbound": "trigger", "event": "event"}
+
 
 def subscribed(session: Session, event: str) -> list[int]:
     """Running triggered campaigns that send on `event`."""
     return list(
         session.scalars(
             select(Campaign.id).where(
-                Campaign.kind == "triggered", Campaign.status == "running", Campaign.trigger_event == event
+                Campaign.kind.in_(("triggered", "drip")),
+                Campaign.status == "running",
+                Campaign.trigger_event == event,
             )
         )
     )
@@ -42,6 +49,10 @@ def start_for_contact(
     recorded as skipped, like in a broadcast."""
     now = now or utcnow()
     campaign = session.get(Campaign, campaign_id)
+    if campaign is not None and campaign.kind == "drip":  # enrolled: the clock sends its steps
+        source = SOURCES.get(occurrence_key.partition(":")[0], "api")
+        drips.enroll(session, campaign_id, [contact_id], source, now)
+        return None
     if campaign is None or campaign.kind != "triggered" or campaign.status != "running":
         return None
     step = campaign_step(session, campaign_id)

@@ -159,10 +159,11 @@ def _check_action(session: Session, t: Trigger, fail) -> None:
     elif t.action == "enroll":
         campaign = session.get(Campaign, t.campaign_id) if t.campaign_id is not None else None
         if campaign is None:
-            fail("campaign_id", "enroll needs an existing triggered campaign")
-        elif campaign.kind != "triggered":
+            fail("campaign_id", "enroll needs an existing triggered or drip campaign")
+        elif campaign.kind not in ("triggered", "drip"):
             fail(
-                "campaign_id", f"campaign {campaign.id} is {campaign.kind}; only a triggered campaign enrolls"
+                "campaign_id",
+                f"campaign {campaign.id} is {campaign.kind}; only a triggered or drip campaign enrolls",
             )
     elif t.action == "flow" and t.flow_id is None:
         fail("flow_id", "flow needs an existing flow_id")

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from chatman.campaigns import drips
 from chatman.campaigns.triggered import start_for_contact
 from chatman.contacts.dnd import clear_dnd, set_dnd
 from chatman.contacts.models import Contact
@@ -75,6 +76,7 @@ def handle_inbound(
         run = flows.active_session(session, contact.id)
         if run is not None:
             flows.end(session, run, "stopped", now)
+        drips.exit_contact(session, contact.id, "opted_out", now)
     elif opt == "opt_in" and contact.dnd:
         handled.handled_by = "opt_in"
         # A marketer's DND (spam, a complaint) is theirs to lift; the contact lifts their own.
@@ -85,6 +87,7 @@ def handle_inbound(
     elif contact.dnd:
         handled.handled_by = "dnd"
     else:
+        drips.exit_contact(session, contact.id, "replied", now)
         _converse(session, event, index, contact.id, handled, now)
     session.execute(
         update(InboundMessage)

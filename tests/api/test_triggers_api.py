@@ -27,7 +27,7 @@ def test_trigger_mistakes_are_refused_with_the_field_named(client, auth):
         ({"timezone": "Mars/Olympus"}, "timezone", "IANA"),
         ({"reply_body": None}, "reply_body", "needs reply_body"),
         ({"action": "flow"}, "flow_id", "existing flow"),
-        ({"action": "enroll", "campaign_id": 99}, "campaign_id", "triggered campaign"),
+        ({"action": "enroll", "campaign_id": 99}, "campaign_id", "triggered or drip campaign"),
     ]
     for change, field, says in cases:
         answer = post(client, auth, "triggers", base | change)
