@@ -914,14 +914,13 @@ class _Mover:
             metrics = {"targeted": added} | ({"skipped": added, f"skipped:{reason}": added} if reason else {})
             changes.append((self.campaign.id, run_id, step_id, metrics))
             if not reason:
-                pending[run_id] += self.session.scalars(
-                    select(Message.id).where(
-                        Message.run_id == run_id,
-                        Message.step_id == step_id,
-                        Message.contact_id.in_(contacts),
-                        Message.status == states.PENDING,
+                # By the unique key alone: a filter on status lets the planner scan the run.
+                rows = self.session.execute(
+                    select(Message.id, Message.status).where(
+                        Message.run_id == run_id, Message.step_id == step_id, Message.contact_id.in_(contacts)
                     )
-                ).all()
+                )
+                pending[run_id] += [i for i, status in rows if status == states.PENDING]
         counters.apply(self.session, changes)
         return pending
 
