@@ -155,6 +155,10 @@ class Settings:
     recurring_catch_up_s: float = 3600.0
     # How often drip and date campaigns look for new members of their segments.
     enroll_sync_s: float = 60.0
+    # At most this many marketing messages per contact per calendar day on their clock
+    # ("day") or per rolling 24 hours ("24h"); 0: no cap. MARKETING_CAP=1/day.
+    marketing_cap: int = 0
+    marketing_cap_period: str = "day"
     max_attributes: int = 500
     # Requests in flight per send batch (the provider's round trip divides throughput by it).
     send_concurrency: int = 32
@@ -189,6 +193,20 @@ class Settings:
         """The key webhooks are signed with: Twilio's auth token, or for the simulator (no
         Twilio account) the secret key."""
         return self.twilio_auth_token or self.secret_key
+
+
+def _marketing_cap(raw: str | None) -> tuple[int, str]:
+    """MARKETING_CAP: "N/day" (a calendar day on the contact's clock) or "N/24h" (rolling);
+    unset, "0" or "off": no cap."""
+    if raw is None or raw.strip().lower() in ("", "0", "off"):
+        return 0, Settings.marketing_cap_period
+    count, _, period = raw.strip().lower().partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in ("day", "24h"):
+        raise SettingsError(
+            f"MARKETING_CAP={raw!r}: write how many marketing messages a contact may get and per what, "
+            'as "1/day" (a calendar day in the contact\'s timezone) or "2/24h" (any 24 hours), or "off"'
+        )
+    return int(count), period
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -268,6 +286,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     concurrency = int(number("SEND_CONCURRENCY", Settings.send_concurrency, int))
     if concurrency < 1:
         raise SettingsError(f"SEND_CONCURRENCY={concurrency} must be at least 1")
+    cap, cap_period = _marketing_cap(get("MARKETING_CAP"))
 
     return Settings(
         database_url=normalise_database_url(get("DATABASE_URL") or _default_database_url(environ)),
@@ -289,6 +308,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_attributes=int(number("MAX_ATTRIBUTES", Settings.max_attributes, int)),
         recurring_catch_up_s=number("RECURRING_CATCH_UP_S", Settings.recurring_catch_up_s),
         enroll_sync_s=number("ENROLL_SYNC_S", Settings.enroll_sync_s),
+        marketing_cap=cap,
+        marketing_cap_period=cap_period,
         send_concurrency=concurrency,
         stale_claim_s=stale_claim_s,
         sender_daily_limit=daily_limit,

@@ -64,6 +64,24 @@ def try_advisory_lock(session: Session, name: str) -> bool:
     return bool(session.scalar(select(func.pg_try_advisory_xact_lock(func.hashtext(name)))))
 
 
+def lock_keys(session: Session, namespace: str, keys: Sequence[int]) -> None:
+    """Hold a lock on each of `keys` in `namespace` until the transaction ends, waiting for
+    whoever holds one. PostgreSQL takes them in ascending order, so two holders of
+    overlapping keys never wait on each other in a cycle. SQLite has one writer at a time:
+    beginning a write takes its lock, and what the transaction reads next is what was last
+    committed (call this before the transaction reads anything)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(hashtext(:ns), CAST(mod(k, 2147483647) AS integer)))"
+                " FROM unnest(CAST(:keys AS bigint[])) AS k"
+            ),
+            {"ns": namespace, "keys": sorted(keys)},
+        )
+    else:
+        session.execute(text("UPDATE claim_leases SET token = token WHERE 0"))
+
+
 def insert_or_overwrite(
     session: Session,
     model,

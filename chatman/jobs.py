@@ -173,6 +173,7 @@ def send_message(message_id: int) -> str:
 def send_batch(run_id: int, message_ids: list[int]) -> dict:
     from chatman.campaigns.dispatch import SendOptions, finish_run
     from chatman.campaigns.dispatch import send_batch as send
+    from chatman.messaging.policy import Cap
     from chatman.messaging.ratelimit import RateLimiter
 
     settings, db, connection = _context()
@@ -182,6 +183,7 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
         status_callback=status_callback(settings),
         concurrency=settings.send_concurrency,
         skip_us_marketing=settings.skip_us_marketing,
+        cap=Cap(settings.marketing_cap, settings.marketing_cap_period) if settings.marketing_cap else None,
     )
     try:
         with db.sessionmaker() as session:
@@ -413,20 +415,25 @@ def enqueue_advance(connection: Redis, batches: list[list[int]], now: datetime) 
 def advance_enrollments(enrollment_ids: list[int], now: str) -> int:
     """Move claimed drip and date enrollments on as of the clock's tick `now` (ISO), then send
     the messages their steps made."""
-    from chatman.campaigns.dispatch import BATCH_SIZE
     from chatman.campaigns.drips import advance
 
     _, db, connection = _context()
     try:
         with db.sessionmaker() as session:
             to_send = advance(session, enrollment_ids, datetime.fromisoformat(now))
-        for run_id, ids in to_send.items():
-            batches = [
-                (send_batch, (run_id, ids[i : i + BATCH_SIZE])) for i in range(0, len(ids), BATCH_SIZE)
-            ]
-            queues.enqueue_tracked(connection, run_group(run_id), batches, job_timeout=BATCH_TIMEOUT_S)
+        enqueue_send_batches(connection, to_send)
     finally:
         queues.done(connection, ENROLLMENTS)
+    return sum(len(ids) for ids in to_send.values())
+
+
+def enqueue_send_batches(connection: Redis, to_send: dict[int, list[int]]) -> int:
+    """Send these pending campaign rows (ids by run), a batch job per BATCH_SIZE rows."""
+    from chatman.campaigns.dispatch import BATCH_SIZE
+
+    for run_id, ids in to_send.items():
+        batches = [(send_batch, (run_id, ids[i : i + BATCH_SIZE])) for i in range(0, len(ids), BATCH_SIZE)]
+        queues.enqueue_tracked(connection, run_group(run_id), batches, job_timeout=BATCH_TIMEOUT_S)
     return sum(len(ids) for ids in to_send.values())
 
 

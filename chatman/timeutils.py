@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+_pinned: datetime | None = None
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return _pinned if _pinned is not None else datetime.now(UTC)
+
+
+@contextmanager
+def pinned(at: datetime) -> Iterator[None]:
+    """Read the wall clock as `at` in this process while the block runs: a test drives the
+    clock's tasks and the jobs they start through a simulated day without sleeping."""
+    global _pinned
+    before, _pinned = _pinned, at
+    try:
+        yield
+    finally:
+        _pinned = before
 
 
 class NonexistentTime(ValueError):
@@ -55,3 +71,8 @@ def run_instant(wall: datetime, zone: str) -> datetime:
         return local_to_utc(wall, zone)
     except NonexistentTime as gap:
         return local_to_utc(gap.gap_end, zone)
+
+
+def zone_of(contact_zone: str | None, campaign_zone: str | None) -> str:
+    """Whose clock a contact's local times are read on: theirs, else the campaign's, else UTC."""
+    return contact_zone or campaign_zone or "UTC"

@@ -82,7 +82,18 @@ class CampaignSchema(ma.Schema):
     timezone = fields.Text(
         allow_none=True,
         max=64,
-        metadata={"description": "drip and date: the zone of contacts without their own (IANA name)"},
+        metadata={
+            "description": "drip, date and triggered: the zone of contacts without their own (IANA "
+            "name); one-time: the schedule's; recurring: the recurrence's"
+        },
+    )
+    send_window = ma.fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": 'when messages may arrive, on each contact\'s clock: {"from": "09:00", "to": '
+            '"20:00", "weekdays": ["mon", "tue", "wed", "thu", "fri"]}; a message outside it is held '
+            "until it opens. null: any time"
+        },
     )
     steps = ma.fields.List(
         ma.fields.Dict(),
@@ -172,6 +183,7 @@ def _dump(campaign, preflight: Preflight | None = None) -> dict:
         "next_occurrence_at": campaign.next_occurrence_at,
         "send_at": campaign.send_at,
         "timezone": campaign.timezone,
+        "send_window": campaign.send_window,
         "completed_at": campaign.completed_at,
         "last_error": campaign.last_error,
         "counters": dict(totals),

@@ -27,13 +27,13 @@ from chatman.campaigns.models import ENROLLING_KINDS, Campaign, CampaignRun, Cam
 from chatman.contacts.models import Contact
 from chatman.ledger import sending, states
 from chatman.ledger.models import Message
-from chatman.messaging import policy
+from chatman.messaging import policy, send_window
 from chatman.messaging.delivery import AMBIGUOUS_HOLD, record_answers
 from chatman.messaging.models import Template
 from chatman.messaging.providers import OutboundMessage, Provider, send_safely, status_callback_for
 from chatman.messaging.ratelimit import RateLimiter
 from chatman.messaging.rendering import MissingVariable, render, resolve, tag_links
-from chatman.timeutils import utcnow
+from chatman.timeutils import utcnow, zone_of
 
 BATCH_SIZE = 250
 # Rows handed to the provider between two commits: what a crash can leave undecided.
@@ -45,6 +45,7 @@ class SendOptions:
     status_callback: str | None = None
     concurrency: int = 32
     skip_us_marketing: bool = True
+    cap: policy.Cap | None = None
 
 
 def freeze_run(
@@ -88,6 +89,7 @@ class BatchResult:
     submitted: int = 0
     skipped: int = 0
     failed: int = 0
+    held: int = 0  # outside their send window, until it opens
     released: int = 0  # put back to pending by a pause
     retry: list[int] = field(default_factory=list)
     retry_attempts: int = 0  # the most tries any of `retry` has had
@@ -154,7 +156,7 @@ def _send_claimed(
             if isinstance(message, str):
                 skipped[message].append(claimed)
             else:
-                outgoing.append(Outgoing(claimed, message, row.CampaignStep.template_id is None))
+                outgoing.append(_outgoing(claimed, message, row, templates))
     result.released = sending.release(session, token, paused, refund=True)
     for reason, group in skipped.items():
         result.skipped += sending.skip(session, token, group, reason)
@@ -163,9 +165,9 @@ def _send_claimed(
     with ThreadPoolExecutor(options.concurrency) as pool:
         for start in range(0, len(outgoing), GROUP_SIZE):
             group = outgoing[start : start + GROUP_SIZE]
-            while group:
+            while group := _hold_outside_window(session, token, group, result):
                 granted = limiter.acquire(len(group)) if limiter else len(group)
-                _send_group(session, token, lease, group[:granted], provider, pool, result)
+                _send_group(session, token, lease, group[:granted], provider, pool, options.cap, result)
                 group = group[granted:]
 
 
@@ -174,6 +176,44 @@ class Outgoing:
     row: sending.ClaimedRow
     message: OutboundMessage
     free_text: bool
+    zone: str  # the contact's clock (theirs, else the campaign's)
+    window: send_window.SendWindow | None
+    marketing: bool  # counts toward the contact's marketing cap
+
+
+def _outgoing(
+    claimed: sending.ClaimedRow, message: OutboundMessage, row, templates: dict[int, Template]
+) -> Outgoing:
+    template_id = row.CampaignStep.template_id
+    return Outgoing(
+        claimed,
+        message,
+        free_text=template_id is None,
+        zone=zone_of(row.Contact.timezone, row.campaign_timezone),
+        window=send_window.from_stored(row.send_window),
+        marketing=template_id is None or templates[template_id].category == "marketing",
+    )
+
+
+def _hold_outside_window(
+    session: Session, token: str, group: list[Outgoing], result: BatchResult
+) -> list[Outgoing]:
+    """Hold the rows whose send window is closed now (until it opens, for the clock to
+    release); the rest go on. Asked before the rate limit, which held rows must not use up."""
+    now = utcnow()
+    opens: dict[int, datetime] = {}
+    for window in {o.window for o in group} - {None}:
+        opens |= policy.held([(o.row.id, o.zone) for o in group if o.window == window], now, window)
+    if not opens:
+        return group
+    by_time: dict[datetime, list[sending.ClaimedRow]] = defaultdict(list)
+    for o in group:
+        if o.row.id in opens:
+            by_time[opens[o.row.id]].append(o.row)
+    for until, rows in by_time.items():
+        result.held += sending.defer(session, token, rows, until)
+    session.commit()
+    return [o for o in group if o.row.id not in opens]
 
 
 def _send_group(
@@ -183,20 +223,29 @@ def _send_group(
     group: list[Outgoing],
     provider: Provider,
     pool: ThreadPoolExecutor,
+    cap: policy.Cap | None,
     result: BatchResult,
 ) -> None:
     # The send policy, right before the hand-over: a STOP that arrived, or a window that
     # closed, while the batch waited for its turn under the rate limit is honoured.
     now = utcnow()
+    marketing = [(o.row.id, o.row.contact_id, o.zone) for o in group if o.marketing]
+    # First in the transaction: it locks the contacts until the hand-over is committed.
+    over_cap = policy.capped(session, marketing, now, cap)
     blocked: dict[int, str] = {}
     for free_text in {o.free_text for o in group}:
         contacts = {o.row.contact_id for o in group if o.free_text == free_text}
         blocked |= policy.blocked(session, contacts, now, free_text=free_text)
-    for reason in set(blocked.values()):
-        rows = [o.row for o in group if blocked.get(o.row.contact_id) == reason]
+    reasons = {
+        o.row.id: blocked.get(o.row.contact_id, "capped" if o.row.id in over_cap else None) for o in group
+    }
+    for reason in set(reasons.values()) - {None}:
+        rows = [o.row for o in group if reasons[o.row.id] == reason]
         result.skipped += sending.skip(session, token, rows, reason)
-    group = [o for o in group if o.row.contact_id not in blocked]
-    owned = sending.hand(session, token, [o.row.id for o in group], now)
+    group = [o for o in group if reasons[o.row.id] is None]
+    owned = sending.hand(
+        session, token, [o.row.id for o in group], now, marketing=[o.row.id for o in group if o.marketing]
+    )
     session.commit()
     group = [o for o in group if o.row.id in owned]
     answers = list(pool.map(lambda o: send_safely(provider, o.message, lease), group))
@@ -218,6 +267,8 @@ def _rows(session: Session, *where) -> list:
             CampaignStep,
             Campaign.status.label("campaign_status"),
             Campaign.utm_campaign,
+            Campaign.send_window,
+            Campaign.timezone.label("campaign_timezone"),
             CampaignRun.context,
         )
         .outerjoin(Contact, Contact.id == Message.contact_id)
@@ -287,7 +338,7 @@ def finish_run(session: Session, run_id: int, now: datetime | None = None) -> bo
     campaign once every run is over. Delivery reports keep arriving afterwards."""
     now = now or utcnow()
     undecided = session.scalar(
-        select(exists().where(Message.run_id == run_id, Message.status.in_((states.PENDING, states.CLAIMED))))
+        select(exists().where(Message.run_id == run_id, Message.status.in_(states.UNDECIDED)))
     )
     run = session.get(CampaignRun, run_id)
     campaign = session.get(Campaign, run.campaign_id)
@@ -318,9 +369,7 @@ def quiet_runs(session: Session, quiet_since: datetime) -> list[int]:
     """Runs of running campaigns that have not moved since `quiet_since` and still need a job:
     freezing, or sending with rows to send, or with every row decided but not yet finished.
     (Rows claimed by a dead batch are the recovery's.) The caller asks whether their jobs live."""
-    undecided = exists().where(
-        Message.run_id == CampaignRun.id, Message.status.in_((states.PENDING, states.CLAIMED))
-    )
+    undecided = exists().where(Message.run_id == CampaignRun.id, Message.status.in_(states.UNDECIDED))
     pending = exists().where(Message.run_id == CampaignRun.id, Message.status == states.PENDING)
     return list(
         session.scalars(
@@ -339,3 +388,12 @@ def quiet_runs(session: Session, quiet_since: datetime) -> list[int]:
             .order_by(CampaignRun.id)
         )
     )
+
+
+def release_held(session: Session, now: datetime, limit: int = 1000) -> dict[int, list[int]]:
+    """Held rows of running campaigns whose send window has opened by `now`, put back to
+    pending (committed); their ids by run, to send. A paused campaign's stay held."""
+    running = Message.campaign_id.in_(select(Campaign.id).where(Campaign.status == "running"))
+    released = sending.release_held(session, now, limit, where=[running])
+    session.commit()
+    return released

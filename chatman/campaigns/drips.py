@@ -49,7 +49,7 @@ from chatman.errors import Conflict, Invalid
 from chatman.ledger import counters, states
 from chatman.ledger.models import Message
 from chatman.messaging.models import InboundMessage, Template
-from chatman.timeutils import run_instant, utcnow
+from chatman.timeutils import run_instant, utcnow, zone_of
 
 WAIT_UNITS = ("minutes", "hours", "days", "weeks")
 MAX_WAIT = {"minutes": 60 * 24 * 366, "hours": 24 * 366, "days": 3660, "weeks": 520}
@@ -240,10 +240,6 @@ def _date_rule(session: Session, spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- when things fall due -------------------------------------------------------------------
-
-
-def zone_of(contact_zone: str | None, campaign_zone: str | None) -> str:
-    return contact_zone or campaign_zone or "UTC"
 
 
 def due_after(base: datetime, wait: Mapping[str, Any], zone: str) -> datetime:

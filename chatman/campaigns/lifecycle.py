@@ -31,6 +31,7 @@ from chatman.contacts.models import Contact, Segment
 from chatman.dialects import insert_ignore
 from chatman.errors import Conflict, Invalid, NotFound
 from chatman.ledger import sending
+from chatman.messaging import send_window
 from chatman.messaging.models import Template
 from chatman.timeutils import NonexistentTime, local_to_utc, utcnow
 
@@ -148,6 +149,7 @@ def _set_recurrence(campaign: Campaign, data: Mapping[str, Any]) -> None:
         if campaign.kind != "recurring":
             raise Invalid("recurrence", "only a recurring campaign has a recurrence")
         campaign.recurrence = recurrence.parse(data["recurrence"]).as_dict()
+        campaign.timezone = campaign.recurrence["timezone"]
     if campaign.kind == "recurring" and campaign.recurrence is None:
         raise Invalid("recurrence", 'a recurring campaign needs its rule, e.g. {"every": "month", ...}')
 
@@ -170,6 +172,7 @@ def create_campaign(session: Session, data: Mapping[str, Any]) -> Campaign:
     _check_kind(campaign)
     _set_recurrence(campaign, data)
     _set_enrolling(session, campaign, data)
+    _set_window(campaign, data)
     session.add(campaign)
     session.flush()
     if campaign.kind in ENROLLING_KINDS:
@@ -190,16 +193,27 @@ def _steps_given(campaign: Campaign, data: Mapping[str, Any]) -> Any:
     return data.get("steps")
 
 
+def _set_window(campaign: Campaign, data: Mapping[str, Any]) -> None:
+    if "send_window" in data:
+        window = send_window.parse(data["send_window"])
+        campaign.send_window = window.as_dict() if window else None
+
+
 def _set_enrolling(session: Session, campaign: Campaign, data: Mapping[str, Any]) -> None:
-    """A drip's exits and re-entry or a date campaign's date rule, and their timezone."""
+    """A drip's exits and re-entry or a date campaign's date rule, and the timezone of
+    contacts without their own (a triggered campaign's too: its send window's)."""
+    if "timezone" in data and data["timezone"] is not None:
+        if campaign.kind not in (*ENROLLING_KINDS, "triggered"):
+            where = (
+                "its recurrence's" if campaign.kind == "recurring" else "the schedule's (POST .../schedule)"
+            )
+            raise Invalid("timezone", f"a {campaign.kind} campaign's timezone is {where}")
+        campaign.timezone = validate_timezone(data["timezone"])
     if campaign.kind not in ENROLLING_KINDS:
-        for field in ("steps", "drip", "date_field", "timezone"):
+        for field in ("steps", "drip", "date_field"):
             if data.get(field) is not None:
                 raise Invalid(field, f"{field} goes with a drip or date campaign, not a {campaign.kind} one")
         return
-    if "timezone" in data and data["timezone"] is not None:
-        validate_timezone(data["timezone"])
-        campaign.timezone = data["timezone"]
     other = "date_field" if campaign.kind == "drip" else "drip"
     if data.get(other) is not None:
         raise Invalid(other, f"{other} goes with a {'date' if other == 'date_field' else 'drip'} campaign")
@@ -226,6 +240,7 @@ def update_campaign(session: Session, campaign_id: int, data: Mapping[str, Any])
     _check_kind(campaign)
     _set_recurrence(campaign, data)
     _set_enrolling(session, campaign, data)
+    _set_window(campaign, data)
     if campaign.kind in ENROLLING_KINDS:
         if data.get("steps") is not None or (
             campaign.kind == "date" and ("template_id" in data or "body" in data)

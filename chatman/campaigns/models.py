@@ -50,6 +50,9 @@ class Campaign(Base):
     # its segments' members were last enrolled (None: enroll them at the next tick).
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     members_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The hours and weekdays its messages may arrive, on the contact's clock
+    # (messaging.send_window, as its as_dict()); None: any time.
+    send_window: Mapped[dict[str, Any] | None] = mapped_column(Json)
     # Why the clock could not launch it when it fell due (it went back to draft).
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

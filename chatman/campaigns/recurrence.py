@@ -50,14 +50,21 @@ class Recurrence:
     count: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The JSON form `parse` reads back: a cron rule without the fields it has no use for."""
+        rule = (
+            {"cron": self.cron}
+            if self.cron is not None
+            else {
+                "every": self.every,
+                "interval": self.interval,
+                "weekdays": [WEEKDAYS[d] for d in self.weekdays],
+                "at": self.at.strftime("%H:%M"),
+            }
+        )
         return {
             "timezone": self.timezone,
             "start": self.start.isoformat(),
-            "every": self.every,
-            "interval": self.interval,
-            "weekdays": [WEEKDAYS[d] for d in self.weekdays],
-            "at": self.at.strftime("%H:%M"),
-            "cron": self.cron,
+            **rule,
             "until": self.until.isoformat() if self.until else None,
             "count": self.count,
         }

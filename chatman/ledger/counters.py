@@ -52,6 +52,8 @@ def metrics_of(
         metrics |= {"failed", f"failed:{error_code or 'unknown'}"}
     if status == states.UNCONFIRMED:
         metrics.add("unconfirmed")
+    if status == states.HELD:
+        metrics.add("held")
     return metrics
 
 

@@ -27,6 +27,13 @@ class Message(Base):
         Index("ix_messages_submitted_at", "submitted_at"),
         # The latest campaign message to a contact, for reply attribution.
         Index("ix_messages_contact_submitted", "contact_id", "submitted_at"),
+        # Held rows by when their send window opens (the clock releases them then).
+        Index(
+            "ix_messages_held",
+            "hold_until",
+            postgresql_where=text("status = 'held'"),
+            sqlite_where=text("status = 'held'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -56,6 +63,10 @@ class Message(Base):
     # result may have been sent: recovery asks the provider instead of sending it again.
     handed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # held: when its campaign's send window opens for the contact.
+    hold_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Handed over as a marketing message (it counts toward the contact's marketing cap).
+    marketing: Mapped[bool | None] = mapped_column()
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -105,7 +116,8 @@ class CampaignStat(Base):
     clock squashes each run's rows into one per counter now and then (`counters.squash`).
 
     Campaign totals are sums over runs. Metrics: targeted, skipped:<reason>, submitted, sent,
-    delivered, read, failed, failed:<code>, unconfirmed, replied.
+    delivered, read, failed, failed:<code>, unconfirmed, replied, held (waiting for its send
+    window now).
     """
 
     __tablename__ = "campaign_stats"

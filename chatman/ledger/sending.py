@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -202,23 +202,78 @@ def skip(session: Session, token: str, rows: Sequence[ClaimedRow], reason: str) 
 
 
 def skip_pending(session: Session, run_ids: Iterable[int], reason: str) -> int:
-    """Skip every row of these runs that no batch has taken yet (a cancelled campaign)."""
+    """Skip every row of these runs that no batch has taken yet, or that waits for its send
+    window (a cancelled campaign)."""
     run_ids = list(run_ids)
     if not run_ids:
         return 0
-    ids = lock_in_order(session, Message.run_id.in_(run_ids), Message.status == states.PENDING)
+    skipped = 0
+    for status in (states.PENDING, states.HELD):
+        ids = lock_in_order(session, Message.run_id.in_(run_ids), Message.status == status)
+        rows = session.execute(
+            update(Message)
+            .where(Message.id.in_(ids), Message.status == status)
+            .values(status=states.SKIPPED, skip_reason=reason, claim_token=None, hold_until=None)
+            .returning(Message.campaign_id, Message.run_id, Message.step_id)
+        ).all()
+        _count(
+            session,
+            [ClaimedRow(0, c, r, s, 0, 0) for c, r, s in rows],
+            states.SKIPPED,
+            skip_reason=reason,
+            before=status,
+        )
+        skipped += len(rows)
+    return skipped
+
+
+def defer(session: Session, token: str, rows: Sequence[ClaimedRow], until: datetime) -> int:
+    """Hold claimed rows until `until` (their send window is closed): nothing was sent, and
+    the attempt is given back."""
+    owned = _owned(session, token, rows)
+    if owned:
+        session.execute(
+            update(Message)
+            .where(Message.id.in_([r.id for r in owned]))
+            .values(status=states.HELD, hold_until=until, claim_token=None, attempts=Message.attempts - 1)
+        )
+        _count(session, owned, states.HELD)
+    return len(owned)
+
+
+def release_held(
+    session: Session, now: datetime, limit: int = 1000, where: Sequence[ColumnElement[bool]] = ()
+) -> dict[int, list[int]]:
+    """Put back to pending up to `limit` held rows (matching `where`) whose window has opened
+    by `now`, by a conditional UPDATE (two clocks never release one row twice); returns their
+    ids by run, for the caller to send."""
+    due = (
+        select(Message.id)
+        .where(Message.status == states.HELD, Message.hold_until <= now, *where)
+        .order_by(Message.hold_until, Message.id)
+        .limit(limit)
+    )
+    ids = list(session.scalars(due))
+    if not ids:
+        return {}
     rows = session.execute(
         update(Message)
-        .where(Message.id.in_(ids), Message.status == states.PENDING)
-        .values(status=states.SKIPPED, skip_reason=reason, claim_token=None)
-        .returning(Message.campaign_id, Message.run_id, Message.step_id)
+        .where(Message.id.in_(ids), Message.status == states.HELD)
+        .values(status=states.PENDING, hold_until=None)
+        .returning(Message.id, Message.campaign_id, Message.run_id, Message.step_id)
     ).all()
-    _count(session, [ClaimedRow(0, c, r, s, 0, 0) for c, r, s in rows], states.SKIPPED, skip_reason=reason)
-    return len(rows)
+    _count(session, [ClaimedRow(i, c, r, s, 0, 0) for i, c, r, s in rows], states.PENDING, before=states.HELD)
+    by_run: dict[int, list[int]] = {}
+    for row in sorted(rows):
+        by_run.setdefault(row.run_id, []).append(row.id)
+    return by_run
 
 
-def hand(session: Session, token: str, ids: Sequence[int], now: datetime) -> set[int]:
-    """Mark rows as going to the provider now; returns the ids this holder still owns, under
+def hand(
+    session: Session, token: str, ids: Sequence[int], now: datetime, marketing: Iterable[int] = ()
+) -> set[int]:
+    """Mark rows as going to the provider now, those in `marketing` as marketing messages
+    (the contact's marketing cap counts them); returns the ids this holder still owns, under
     a lease that has not run out (a holder that lost it must not send).
 
     Committed before the provider call: from here on, a crash leaves a row the provider may
@@ -233,7 +288,7 @@ def hand(session: Session, token: str, ids: Sequence[int], now: datetime) -> set
             .where(
                 Message.id.in_(ids), Message.claim_token == token, Message.status == states.CLAIMED, leased
             )
-            .values(handed_at=now)
+            .values(handed_at=now, marketing=Message.id.in_(list(marketing)))
             .returning(Message.id)
         )
     )
@@ -453,8 +508,9 @@ def _count(
     skip_reason: str | None = None,
     error_code: str | None = None,
     submitted: bool = False,
+    before: str = states.CLAIMED,
 ) -> None:
-    before = counters.metrics_of(states.CLAIMED, None, None, False)
+    before = counters.metrics_of(before, None, None, False)
     change = counters.delta(before, counters.metrics_of(status, skip_reason, error_code, submitted))
     per_step = Counter((r.campaign_id, r.run_id, r.step_id) for r in rows)
     counters.apply(

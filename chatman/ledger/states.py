@@ -2,7 +2,8 @@
 
 pending -> claimed -> submitted -> sent -> delivered -> read, or failed / skipped, or
 unconfirmed (handed to the provider, which could not tell whether it got it: never sent
-again; a callback naming it still ties it to its sid). Provider callbacks only move a message
+again; a callback naming it still ties it to its sid), or held (claimed outside its
+campaign's send window: back to pending when the window opens). Provider callbacks only move a message
 forward: read beats delivered beats failed beats sent.
 """
 
@@ -17,8 +18,11 @@ READ = "read"
 FAILED = "failed"
 SKIPPED = "skipped"
 UNCONFIRMED = "unconfirmed"
+HELD = "held"
 
-STATES = (PENDING, CLAIMED, SUBMITTED, SENT, DELIVERED, READ, FAILED, SKIPPED, UNCONFIRMED)
+STATES = (PENDING, CLAIMED, SUBMITTED, SENT, DELIVERED, READ, FAILED, SKIPPED, UNCONFIRMED, HELD)
+# Not decided yet: a run with rows in these states is not over.
+UNDECIDED = (PENDING, CLAIMED, HELD)
 
 # Rank of a provider-reported status. Failure ranks above sent (Twilio handed the message on,
 # then WhatsApp could not deliver it: "undelivered" after "sent" is the truth) and below

@@ -12,56 +12,21 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from chatman import jobs
 from chatman.campaigns import lifecycle
 from chatman.campaigns.models import Enrollment
-from chatman.clock import advance_enrollments, sync_enrollments, tick
 from chatman.contacts import segments
 from chatman.errors import Conflict, Invalid
 from chatman.messaging.inbound import InboundEvent
-from chatman.messaging.templates import save_template
 from chatman.timeutils import utcnow
 from chatman.triggers.inbound import InboundPolicy, handle_inbound
 from chatman.triggers.matcher import TriggerIndex
 from chatman.triggers.optout import OptWords
-from tests.conftest import twilio_env
+from tests.campaigns.clocked import everyone, sent, templates
 from tests.factories import define, make_contact
 
 POLICY = InboundPolicy(OptWords.of(("STOP",), ("START",), "OPT_OUT"), "bye", "welcome back")
 KOLKATA = ZoneInfo("Asia/Kolkata")
 _sids = count(1)
-
-
-@pytest.fixture
-def drive(app, session, redis, in_process_jobs, twilio_stub):
-    """tick(now): the clock's enrollment tasks at `now`, then a burst worker for their jobs."""
-    in_process_jobs(**twilio_env(twilio_stub))
-    db = app.extensions["chatman.db"]
-    tasks = [sync_enrollments(db, redis, every_s=6 * 3600), advance_enrollments(db, redis)]
-
-    def run(now: datetime) -> None:
-        if tick(redis, tasks, now):
-            jobs.run_worker(redis, burst=True)
-        session.expire_all()
-
-    return run
-
-
-def sent(stub) -> dict[str, list[str]]:
-    """What each phone was sent, in order, as the provider received it."""
-    got: dict[str, list[str]] = defaultdict(list)
-    for record in stub.messages(full=True)["messages"]:
-        got[record["to"].removeprefix("whatsapp:")].append(record["body"])
-    return dict(got)
-
-
-def templates(session, *names: str) -> list[int]:
-    return [
-        save_template(
-            session, {"name": n, "language": "en", "category": "utility", "status": "approved", "body": n}
-        ).id
-        for n in names
-    ]
 
 
 def reply(session, phone: str, when: datetime, body: str = "thanks") -> None:
@@ -196,7 +161,7 @@ def test_not_replied_skips_a_step_for_who_replied_and_the_drip_goes_on(session, 
     for hours in range(8):
         now = start + timedelta(hours=hours)
         drive(now)
-        if hours == 2:
+        if hours == 3:  # the first tick enrolls, the next sends step 1: step 2 goes at hour 3
             reply(session, talker.phone, now + timedelta(minutes=30))  # answers step 2
     got = sent(twilio_stub)
     assert got[quiet.phone] == ["one", "two", "nudge", "four"]
@@ -428,14 +393,7 @@ def test_a_birthday_goes_to_each_contact_on_their_day_at_10_in_their_zone_once_a
         for zone, day in people.items()
     }
     undated = make_contact(session, timezone="UTC")
-    segment = segments.create_segment(
-        session,
-        {
-            "name": "everyone",
-            "kind": "dynamic",
-            "rules": {"all": [{"field": "phone", "op": "starts_with", "value": "+"}]},
-        },
-    )
+    segment = everyone(session)
     campaign = lifecycle.create_campaign(
         session,
         {
@@ -486,14 +444,7 @@ def test_a_changed_date_reschedules_and_a_removed_one_ends_the_enrollment(sessio
     (template,) = templates(session, "Your plan renews tomorrow")
     contact = make_contact(session, timezone="Asia/Kolkata", attributes={"renewal": "2027-06-15"})
     gone = make_contact(session, timezone="Asia/Kolkata", attributes={"renewal": "2027-06-20"})
-    segment = segments.create_segment(
-        session,
-        {
-            "name": "everyone",
-            "kind": "dynamic",
-            "rules": {"all": [{"field": "phone", "op": "starts_with", "value": "+"}]},
-        },
-    )
+    segment = everyone(session)
     campaign = lifecycle.create_campaign(
         session,
         {

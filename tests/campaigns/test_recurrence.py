@@ -58,6 +58,18 @@ def test_a_daily_0230_runs_once_a_day_at_the_end_of_the_gap_and_at_the_first_rep
         assert first == datetime(2027, 10, 31, 0, 30, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"cron": "0 */4 * * *", "count": 3},
+        {"every": "week", "weekdays": ["mon", "thu"], "at": "08:15", "until": "2027-12-31"},
+    ],
+)
+def test_a_stored_rule_reads_back_as_the_same_rule(spec):
+    rule = parse({**spec, "start": "2027-01-13", "timezone": "Europe/Berlin"})
+    assert parse(rule.as_dict()) == rule  # as the clock reads it from the campaign
+
+
 @pytest.mark.parametrize("zone", ZONES)
 def test_a_repeated_local_time_runs_once_at_the_first(zone):
     repeated = "02:30" if zone == "Europe/Berlin" else "01:30"
