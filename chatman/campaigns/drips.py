@@ -37,7 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from chatman.campaigns.audience import audience_condition
@@ -698,6 +698,7 @@ def advance(
             continue  # paused: left due, taken again once resumed
         mover = _Mover(session, campaign, now)
         mover.move(group)
+        mover.write()
         for run_id, ids in mover.insert_messages().items():
             to_send[run_id] += ids
     session.commit()
@@ -711,6 +712,8 @@ class _Mover:
         self.settings = campaign.drip or {}
         # (run, step, contact) -> skip reason (None: to send)
         self.messages: dict[tuple[int, int, int], str | None] = {}
+        # columns moved -> the enrollments moved so (see _update)
+        self.updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
 
     def move(self, group: Sequence) -> None:
         exits = self._exits(group) if self.campaign.kind == "drip" else {}
@@ -870,18 +873,29 @@ class _Mover:
         self._update(enrollment, status=status, exit_reason=reason, next_due_at=None, finished_at=self.now)
 
     def _update(self, enrollment: Enrollment, **values: Any) -> None:
-        # Conditional on the step read: a second mover of the same row changes nothing.
-        self.session.execute(
-            update(Enrollment)
-            .where(
-                Enrollment.id == enrollment.id,
-                Enrollment.status == "active",
-                Enrollment.next_step == enrollment.next_step,
-                Enrollment.entry == enrollment.entry,
-            )
-            .values(**values),
-            execution_options={"synchronize_session": False},
+        """Queue a move of this enrollment, written with the others of its shape (`write`)."""
+        self.updates[tuple(sorted(values))].append(
+            {"_id": enrollment.id, "_step": enrollment.next_step, "_entry": enrollment.entry}
+            | {f"v_{k}": v for k, v in values.items()}
         )
+
+    def write(self) -> None:
+        """The queued moves, one executemany per set of columns moved. Each is conditional on
+        the step and entry read: a second mover of the same row changes nothing."""
+        table = Enrollment.__table__
+        for columns, params in self.updates.items():
+            statement = (
+                update(table)
+                .where(
+                    table.c.id == bindparam("_id"),
+                    table.c.status == "active",
+                    table.c.next_step == bindparam("_step"),
+                    table.c.entry == bindparam("_entry"),
+                )
+                .values({c: bindparam(f"v_{c}") for c in columns})
+            )
+            self.session.connection().execute(statement, params)
+        self.updates.clear()
 
     def insert_messages(self) -> dict[int, list[int]]:
         """The due steps' ledger rows (the unique key makes a repeated move harmless), their

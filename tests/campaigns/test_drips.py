@@ -239,6 +239,36 @@ def test_editing_step_3_changes_it_for_who_has_not_reached_it_and_resends_nothin
     session.rollback()
 
 
+def test_a_shortened_wait_applies_to_contacts_already_waiting(session, drive, twilio_stub):
+    first, second = templates(session, "welcome", "tips")
+    contact = make_contact(session)
+    campaign = lifecycle.create_campaign(
+        session,
+        {
+            "name": "Shortened",
+            "kind": "drip",
+            "steps": [{"template_id": first}, {"template_id": second, "wait": {"days": 3}}],
+        },
+    )
+    session.commit()
+    start = datetime(2027, 1, 13, 8, 0, tzinfo=UTC)
+    lifecycle.launch(session, campaign.id, now=start)
+    from chatman.campaigns import drips
+
+    drips.enroll(session, campaign.id, [contact.id], "api", start)
+    session.commit()
+    drive(start)
+    assert sent(twilio_stub) == {contact.phone: ["welcome"]}
+    steps = drips.step_dicts(session, campaign.id)
+    steps[1]["wait"] = {"hours": 2}  # counted from when step 1 went: due at 10:00
+    lifecycle.update_campaign(session, campaign.id, {"steps": steps})
+    session.commit()
+    drive(start + timedelta(hours=1))
+    assert sent(twilio_stub) == {contact.phone: ["welcome"]}
+    drive(start + timedelta(hours=2))
+    assert sent(twilio_stub) == {contact.phone: ["welcome", "tips"]}
+
+
 def test_pause_holds_every_step_and_resume_moves_the_waits_on(session, drive, twilio_stub):
     ids = templates(session, "a", "b")
     contact = make_contact(session)
