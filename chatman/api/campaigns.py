@@ -28,9 +28,14 @@ blp.before_request(check_request)
 class RunSchema(ma.Schema):
     id = fields.Id()
     occurrence_at = ma.fields.AwareDateTime()
-    status = fields.Text()
+    status = fields.Text(
+        metadata={"description": "freezing, sending, paused, completed, cancelled or skipped"}
+    )
     completed_at = ma.fields.AwareDateTime(allow_none=True)
-    skipped = fields.Text(allow_none=True, metadata={"description": "why the run sent nothing: missed"})
+    skipped = fields.Text(
+        allow_none=True,
+        metadata={"description": "a skipped run's reason: missed (the clock was down) or paused"},
+    )
     counters = ma.fields.Dict(metadata={"description": "metric -> count; per step in `steps`"})
     steps = ma.fields.Dict(metadata={"description": "step id -> {metric -> count}"})
 
@@ -313,10 +318,22 @@ class Schedule(MethodView):
         return _dump(campaign)
 
 
+class ResumeSchema(ma.Schema):
+    catch_up = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "recurring and drip: do now what fell due during the pause (a recurring "
+            "campaign's latest occurrence if it is younger than RECURRING_CATCH_UP_S, the older "
+            "ones recorded as missed); by default they are skipped (paused) and the waits move on"
+        },
+    )
+
+
 def _action(action: str):
-    def post(self, campaign_id: int):
+    def post(self, *body: dict, campaign_id: int):
         session = request_session()
-        campaign = lifecycle.set_status(session, campaign_id, action)
+        catch_up = bool(body and body[0].get("catch_up"))
+        campaign = lifecycle.set_status(session, campaign_id, action, catch_up=catch_up)
         session.commit()
         if action == "resume":  # batches that met the pause put their rows back to pending
             for run_id in lifecycle.active_runs(session, campaign_id):
@@ -324,7 +341,10 @@ def _action(action: str):
         return _dump(campaign)
 
     post.__doc__ = f"{action.capitalize()} the campaign."
-    return type(action.capitalize(), (MethodView,), {"post": blp.response(200, CampaignSchema)(post)})
+    view = blp.response(200, CampaignSchema)(post)
+    if action == "resume":
+        view = blp.arguments(ResumeSchema, required=False, example={"catch_up": False})(view)
+    return type(action.capitalize(), (MethodView,), {"post": view})
 
 
 for _name in ("pause", "resume", "cancel"):

@@ -409,17 +409,7 @@ def launch_occurrences(session: Session, now: datetime, catch_up: timedelta) -> 
             continue
         latest = missed[-1] if missed and now - missed[-1] <= catch_up else None
         key = ["campaign_id", "occurrence_key"]  # an occurrence that has its run keeps it
-        skipped = [
-            {
-                **_run_row(campaign.id, o),
-                "status": "cancelled",
-                "context": {"skipped": "missed"},
-                "completed_at": now,
-            }
-            for o in missed
-            if o != latest
-        ]
-        insert_ignore(session, CampaignRun, skipped, key)
+        _record_skipped(session, campaign.id, [o for o in missed if o != latest], "missed", now)
         if latest is not None and insert_ignore(session, CampaignRun, [_run_row(campaign.id, latest)], key):
             started.append(
                 session.scalar(
@@ -440,6 +430,18 @@ def launch_occurrences(session: Session, now: datetime, catch_up: timedelta) -> 
             )
         session.commit()
     return started
+
+
+def _record_skipped(
+    session: Session, campaign_id: int, occurrences: list[datetime], reason: str, now: datetime
+) -> None:
+    """Runs, status skipped, for occurrences that send nothing (an occurrence that has its run
+    keeps it)."""
+    rows = [
+        {**_run_row(campaign_id, o), "status": "skipped", "context": {"skipped": reason}, "completed_at": now}
+        for o in occurrences
+    ]
+    insert_ignore(session, CampaignRun, rows, ["campaign_id", "occurrence_key"])
 
 
 def _run_row(campaign_id: int, occurrence: datetime) -> dict[str, Any]:
@@ -474,8 +476,13 @@ def active_runs(session: Session, campaign_id: int) -> list[int]:
     )
 
 
-def set_status(session: Session, campaign_id: int, action: str) -> Campaign:
-    """pause, resume or cancel."""
+def set_status(
+    session: Session, campaign_id: int, action: str, catch_up: bool = False, now: datetime | None = None
+) -> Campaign:
+    """pause, resume or cancel. A resume goes on from now: a recurring campaign's occurrences
+    that passed meanwhile are recorded as skipped (`paused`), and a drip's waiting contacts
+    are due that much later; with `catch_up`, what fell due meanwhile is done now (a recurring
+    campaign's by the catch-up rule of missed occurrences)."""
     allowed = {
         "pause": ({"running"}, "paused"),
         "resume": ({"paused"}, "running"),
@@ -485,13 +492,14 @@ def set_status(session: Session, campaign_id: int, action: str) -> Campaign:
     campaign = get_campaign(session, campaign_id)
     if campaign.status not in sources:
         raise Conflict(f"campaign {campaign_id} is {campaign.status}; cannot {action}")
-    now = utcnow()
+    now = now or utcnow()
     values: dict[str, Any] = {"status": target}
-    if action == "resume" and campaign.kind == "recurring":
-        # Goes on from now: what the pause skipped is not caught up.
+    if action == "resume" and campaign.kind == "recurring" and not catch_up:
         values["next_occurrence_at"] = _next_occurrence(campaign, now)
-    if campaign.kind in ENROLLING_KINDS and action in ("pause", "resume"):
+    if action in ("pause", "resume"):
         values["paused_at"] = now if action == "pause" else None
+    # As they were: the UPDATE writes the new values onto `campaign` too.
+    paused_at, next_occurrence = campaign.paused_at, campaign.next_occurrence_at
     won = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == campaign.status)
@@ -499,8 +507,14 @@ def set_status(session: Session, campaign_id: int, action: str) -> Campaign:
     ).rowcount
     if not won:
         raise Conflict(f"campaign {campaign_id} changed meanwhile; try again")
-    if action == "resume" and campaign.kind in ENROLLING_KINDS and campaign.paused_at is not None:
-        drips.shift_waits(session, campaign_id, now - campaign.paused_at)
+    if action == "resume" and not catch_up:
+        if campaign.kind == "recurring" and next_occurrence is not None:
+            rule = recurrence.parse(campaign.recurrence)
+            since = next_occurrence - timedelta(microseconds=1)
+            passed = itertools.takewhile(lambda o: o <= now, recurrence.occurrences(rule, since))
+            _record_skipped(session, campaign_id, list(itertools.islice(passed, MAX_MISSED)), "paused", now)
+        if campaign.kind in ENROLLING_KINDS and paused_at is not None:
+            drips.shift_waits(session, campaign_id, now - paused_at)
     if action == "cancel":
         drips.end_enrollments(session, campaign_id, "campaign_cancelled", now)
         # Rows no batch has taken are skipped now; batches already sending finish their rows.

@@ -102,7 +102,7 @@ class CampaignRun(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "occurrence_key", name="uq_campaign_runs_occurrence"),
         CheckConstraint(
-            "status IN ('freezing', 'sending', 'paused', 'completed', 'cancelled')", name="status"
+            "status IN ('freezing', 'sending', 'paused', 'completed', 'cancelled', 'skipped')", name="status"
         ),
     )
 
@@ -114,6 +114,7 @@ class CampaignRun(Base):
     occurrence_key: Mapped[str] = mapped_column(String(160))
     # Values the run's templates may use ({"event": "order_id"}): an event's properties.
     context: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # skipped: an occurrence that sent nothing, why in context["skipped"] (missed, paused)
     status: Mapped[str] = mapped_column(String(16), default="freezing")
     # Keyset cursor of the audience freeze, so an interrupted freeze resumes where it stopped.
     frozen_through: Mapped[int] = mapped_column(Id, default=0)

@@ -58,6 +58,12 @@ def test_campaign_lifecycle_through_the_api(client, auth, redis):
     assert client.post(f"{url}/pause", headers=auth).json["status"] == "paused"
     assert client.post(f"{url}/pause", headers=auth).status_code == 409
     assert client.post(f"{url}/resume", headers=auth).json["status"] == "running"
+    client.post(f"{url}/pause", headers=auth)
+    bad = client.post(f"{url}/resume", headers=auth, json={"catch_up": "maybe"})
+    assert bad.status_code == 422 and "catch_up" in bad.json["errors"], bad.json
+    assert client.get(url, headers=auth).json["status"] == "paused"  # a refused resume changes nothing
+    resumed = client.post(f"{url}/resume", headers=auth, json={"catch_up": True})
+    assert resumed.status_code == 200 and resumed.json["status"] == "running"
     assert client.post(f"{url}/cancel", headers=auth).json["status"] == "cancelled"
     assert client.get(url, headers=auth).json["status"] == "cancelled"
 

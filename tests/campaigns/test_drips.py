@@ -269,7 +269,8 @@ def test_a_shortened_wait_applies_to_contacts_already_waiting(session, drive, tw
     assert sent(twilio_stub) == {contact.phone: ["welcome", "tips"]}
 
 
-def test_pause_holds_every_step_and_resume_moves_the_waits_on(session, drive, twilio_stub):
+@pytest.mark.parametrize("catch_up", [False, True])
+def test_pause_holds_every_step_and_resume_moves_the_waits_on(session, drive, twilio_stub, catch_up):
     ids = templates(session, "a", "b")
     contact = make_contact(session)
     campaign = lifecycle.create_campaign(
@@ -281,23 +282,31 @@ def test_pause_holds_every_step_and_resume_moves_the_waits_on(session, drive, tw
         },
     )
     session.commit()
-    start = utcnow().replace(microsecond=0)
+    start = datetime(2027, 1, 13, 8, 0, tzinfo=UTC)
     lifecycle.launch(session, campaign.id, now=start)
     from chatman.campaigns import drips
 
     drips.enroll(session, campaign.id, [contact.id], "api", start)
     session.commit()
     drive(start)
-    lifecycle.set_status(session, campaign.id, "pause")
+    lifecycle.set_status(session, campaign.id, "pause", now=start + timedelta(hours=1))
     session.commit()
-    pause_began = session.get(type(campaign), campaign.id).paused_at
-    drive(pause_began + timedelta(hours=5))  # step 2 falls due during the pause: nothing goes
+    drive(start + timedelta(hours=5))  # step 2 falls due (at 3 h) during the pause: nothing goes
     assert sent(twilio_stub)[contact.phone] == ["a"]
-    lifecycle.set_status(session, campaign.id, "resume")
+    back = start + timedelta(hours=6)
+    lifecycle.set_status(session, campaign.id, "resume", catch_up=catch_up, now=back)
     session.commit()
-    due = enrollment(session, contact).next_due_at
-    paused_for = utcnow() - pause_began
-    assert abs((due - (start + timedelta(hours=3))) - paused_for) < timedelta(seconds=5)
+    if catch_up:  # what fell due meanwhile goes now
+        assert enrollment(session, contact).next_due_at == start + timedelta(hours=3)
+        drive(back)
+        assert sent(twilio_stub)[contact.phone] == ["a", "b"]
+        return
+    # The wait resumes where it stopped: due 5 hours (the pause) later than it was.
+    assert enrollment(session, contact).next_due_at == start + timedelta(hours=8)
+    drive(start + timedelta(hours=7, minutes=45))
+    assert sent(twilio_stub)[contact.phone] == ["a"]
+    drive(start + timedelta(hours=8))
+    assert sent(twilio_stub)[contact.phone] == ["a", "b"]
 
 
 def test_cancel_ends_enrollments_with_a_reason(session, drive):

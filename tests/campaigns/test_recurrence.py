@@ -3,13 +3,18 @@ the clocks change in Europe/Berlin and America/New_York, for every kind of rule.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
+from chatman.campaigns import lifecycle
+from chatman.campaigns.models import CampaignRun
 from chatman.campaigns.recurrence import next_occurrences, parse
+from chatman.clock import launch_due_occurrences, tick
 from chatman.errors import Invalid
+from tests.factories import make_audience
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 ZONES = {
@@ -145,19 +150,9 @@ def test_a_bad_rule_is_refused_naming_its_field(spec, field):
     assert field in refused.value.errors, refused.value.errors
 
 
-def test_the_clock_runs_each_occurrence_once_and_catches_up_by_the_rule(app, session, redis):
-    """A daily 02:30 in Berlin across the spring-forward night, ticked every 15 minutes by a
-    clock, then by a second clock over the same times; then the clock is down for a while."""
-    from datetime import timedelta
-
-    from sqlalchemy import select
-
-    from chatman.campaigns import lifecycle
-    from chatman.campaigns.models import CampaignRun
-    from chatman.clock import launch_due_occurrences, tick
-    from tests.factories import make_audience
-
-    everyone, _ = make_audience(session, 3)
+def launched_daily(session, at: str, start: str, zone: str, now: datetime):
+    """A running daily campaign to a small audience, launched at `now`."""
+    everyone, _ = make_audience(session, 2)
     campaign = lifecycle.create_campaign(
         session,
         {
@@ -165,13 +160,20 @@ def test_the_clock_runs_each_occurrence_once_and_catches_up_by_the_rule(app, ses
             "kind": "recurring",
             "body": "hi",
             "include_segments": [everyone.id],
-            "recurrence": {"every": "day", "at": "02:30", "start": "2027-03-26", "timezone": "Europe/Berlin"},
+            "recurrence": {"every": "day", "at": at, "start": start, "timezone": zone},
         },
     )
     session.commit()
-    start = datetime(2027, 3, 25, 23, 0, tzinfo=UTC)
-    assert lifecycle.launch(session, campaign.id, now=start) is None
+    assert lifecycle.launch(session, campaign.id, now=now) is None
     session.commit()
+    return campaign
+
+
+def test_the_clock_runs_each_occurrence_once_and_catches_up_by_the_rule(app, session, redis):
+    """A daily 02:30 in Berlin across the spring-forward night, ticked every 15 minutes by a
+    clock, then by a second clock over the same times; then the clock is down for a while."""
+    start = datetime(2027, 3, 25, 23, 0, tzinfo=UTC)
+    campaign = launched_daily(session, "02:30", "2027-03-26", "Europe/Berlin", start)
     db = app.extensions["chatman.db"]
     hourly_catch_up = launch_due_occurrences(db, redis, catch_up_s=3600)
 
@@ -195,12 +197,12 @@ def test_the_clock_runs_each_occurrence_once_and_catches_up_by_the_rule(app, ses
     # Down from 29 March noon until 3.5 hours after the 31 March occurrence (00:30 UTC): the
     # latest is older than the hour allowed, so both it and the one before are missed.
     tick(redis, [hourly_catch_up], datetime(2027, 3, 31, 4, 0, tzinfo=UTC))
-    assert runs()[-2:] == [("03-30 02:30", "cancelled"), ("03-31 02:30", "cancelled")]
+    assert runs()[-2:] == [("03-30 02:30", "skipped"), ("03-31 02:30", "skipped")]
     # With four hours allowed, the latest missed one runs and the older is recorded missed.
     four_hours = launch_due_occurrences(db, redis, catch_up_s=4 * 3600)
     tick(redis, [four_hours], datetime(2027, 4, 2, 4, 0, tzinfo=UTC))
-    assert runs()[-2:] == [("04-01 02:30", "cancelled"), ("04-02 02:30", "freezing")]
-    skipped = session.scalars(select(CampaignRun.context).where(CampaignRun.status == "cancelled")).all()
+    assert runs()[-2:] == [("04-01 02:30", "skipped"), ("04-02 02:30", "freezing")]
+    skipped = session.scalars(select(CampaignRun.context).where(CampaignRun.status == "skipped")).all()
     assert skipped == [{"skipped": "missed"}] * 3
 
     # A clock that read the campaign before the others moved it on (a stale next occurrence)
@@ -246,3 +248,44 @@ def test_a_recurring_campaign_through_the_api(client, auth):
         f"{url}/schedule", headers=auth, json={"send_at": "2031-01-01T09:00:00", "timezone": "UTC"}
     )
     assert once.status_code == 409  # it runs on its recurrence
+
+
+def test_resume_skips_what_the_pause_passed_over_unless_asked_to_catch_up(app, session, redis):
+    day = datetime(2027, 5, 1, 8, 0, tzinfo=UTC)
+    campaign = launched_daily(session, "09:00", "2027-05-01", "UTC", day)
+    occurrences = launch_due_occurrences(app.extensions["chatman.db"], redis, catch_up_s=3600)
+
+    def runs():
+        session.expire_all()
+        rows = session.scalars(select(CampaignRun).order_by(CampaignRun.occurrence_at))
+        return [(f"{r.occurrence_at:%d %H:%M}", r.status, (r.context or {}).get("skipped")) for r in rows]
+
+    assert occurrences(day + timedelta(hours=1)) == 1  # 1 May 09:00
+    lifecycle.set_status(session, campaign.id, "pause", now=day + timedelta(hours=2))
+    session.commit()
+    assert occurrences(day + timedelta(days=1, hours=1)) == 0  # paused: 2 May passes
+    lifecycle.set_status(session, campaign.id, "resume", now=day + timedelta(days=3, hours=4))
+    session.commit()
+    assert occurrences(day + timedelta(days=3, hours=4)) == 0  # 2-4 May are not caught up
+    assert runs() == [
+        ("01 09:00", "freezing", None),
+        ("02 09:00", "skipped", "paused"),
+        ("03 09:00", "skipped", "paused"),
+        ("04 09:00", "skipped", "paused"),
+    ]
+    assert occurrences(day + timedelta(days=4, hours=1)) == 1  # 5 May: on again
+
+    # Paused again over 6 and 7 May; resumed half an hour after the 7 May one, asking to catch
+    # up: the latest runs (within the hour allowed), the one before is recorded missed.
+    lifecycle.set_status(session, campaign.id, "pause", now=day + timedelta(days=4, hours=2))
+    session.commit()
+    lifecycle.set_status(
+        session, campaign.id, "resume", catch_up=True, now=day + timedelta(days=6, hours=1.5)
+    )
+    session.commit()
+    assert occurrences(day + timedelta(days=6, hours=1.5)) == 1
+    assert runs()[-3:] == [
+        ("05 09:00", "freezing", None),
+        ("06 09:00", "skipped", "missed"),
+        ("07 09:00", "freezing", None),
+    ]
