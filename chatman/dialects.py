@@ -30,14 +30,25 @@ def insert_ignore(
     session: Session, model, rows: Sequence[Mapping[str, Any]], conflict_columns: Sequence[str]
 ) -> int:
     """INSERT rows, skipping those that collide on `conflict_columns`; returns rows inserted."""
+    return len(insert_ignore_returning(session, model, rows, conflict_columns, conflict_columns[0]))
+
+
+def insert_ignore_returning(
+    session: Session,
+    model,
+    rows: Sequence[Mapping[str, Any]],
+    conflict_columns: Sequence[str],
+    returning: str,
+) -> list[Any]:
+    """INSERT rows, skipping those that collide on `conflict_columns`; returns the `returning`
+    column of each row inserted."""
     if not rows:
-        return 0
+        return []
     table = model.__table__
     stmt, _ = _insert(session, table)
     stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict_columns))
     # rowcount of a batched INSERT is not reliable across drivers; RETURNING is.
-    result = session.connection().execute(stmt.returning(table.c[conflict_columns[0]]), list(rows))
-    return len(result.all())
+    return list(session.connection().execute(stmt.returning(table.c[returning]), list(rows)).scalars())
 
 
 def insert_ignore_select(

@@ -44,7 +44,7 @@ from chatman.campaigns.audience import audience_condition
 from chatman.campaigns.models import Campaign, CampaignRun, CampaignStep, Enrollment
 from chatman.contacts.attributes import attribute_types
 from chatman.contacts.models import Contact
-from chatman.dialects import insert_ignore
+from chatman.dialects import insert_ignore, insert_ignore_returning
 from chatman.errors import Conflict, Invalid
 from chatman.ledger import counters, states
 from chatman.ledger.models import Message
@@ -920,17 +920,17 @@ class _Mover:
                 }
                 for contact_id in contacts
             ]
-            added = insert_ignore(self.session, Message, rows, ["run_id", "step_id", "contact_id"])
-            metrics = {"targeted": added} | ({"skipped": added, f"skipped:{reason}": added} if reason else {})
+            # The rows a mover before this one inserted are its own to send (or, if it died
+            # before it could, the quiet-run watchdog's): what goes is what this one inserted.
+            added = insert_ignore_returning(
+                self.session, Message, rows, ["run_id", "step_id", "contact_id"], "id"
+            )
+            metrics = {"targeted": len(added)}
+            if reason:
+                metrics |= {"skipped": len(added), f"skipped:{reason}": len(added)}
+            else:
+                pending[run_id] += added
             changes.append((self.campaign.id, run_id, step_id, metrics))
-            if not reason:
-                # By the unique key alone: a filter on status lets the planner scan the run.
-                rows = self.session.execute(
-                    select(Message.id, Message.status).where(
-                        Message.run_id == run_id, Message.step_id == step_id, Message.contact_id.in_(contacts)
-                    )
-                )
-                pending[run_id] += [i for i, status in rows if status == states.PENDING]
         counters.apply(self.session, changes)
         return pending
 
