@@ -289,3 +289,43 @@ def test_resume_skips_what_the_pause_passed_over_unless_asked_to_catch_up(app, s
         ("06 09:00", "skipped", "missed"),
         ("07 09:00", "freezing", None),
     ]
+
+
+@pytest.mark.parametrize(("catch_up_h", "runs_latest"), [(1, True), (0.25, False)])
+def test_a_clock_down_for_three_hours_follows_the_catch_up_rule(app, session, redis, catch_up_h, runs_latest):
+    """An hourly campaign, its clock down from 10:05 to 13:30: 11:00, 12:00 and 13:00 were
+    missed. The latest (30 minutes old) runs if the allowed age covers it; the rest are
+    recorded as skipped, missed, and the clock goes on at 14:00."""
+    start = datetime(2027, 6, 1, 9, 30, tzinfo=UTC)
+    campaign = lifecycle.create_campaign(
+        session,
+        {
+            "name": "Hourly",
+            "kind": "recurring",
+            "body": "hi",
+            "include_segments": [make_audience(session, 2)[0].id],
+            "recurrence": {"cron": "0 * * * *", "start": "2027-06-01", "timezone": "Europe/Berlin"},
+        },
+    )
+    session.commit()
+    lifecycle.launch(session, campaign.id, now=start)
+    session.commit()
+    task = launch_due_occurrences(app.extensions["chatman.db"], redis, catch_up_s=catch_up_h * 3600)
+    assert task(datetime(2027, 6, 1, 10, 5, tzinfo=UTC)) == 1  # 10:00, then the clock stops
+    assert task(datetime(2027, 6, 1, 13, 30, tzinfo=UTC)) == (1 if runs_latest else 0)
+    session.expire_all()
+    runs = session.execute(
+        select(CampaignRun.occurrence_at, CampaignRun.status, CampaignRun.context).order_by(
+            CampaignRun.occurrence_at
+        )
+    ).all()
+    got = [(f"{at:%H:%M}", status, (context or {}).get("skipped")) for at, status, context in runs]
+    assert got == [
+        ("10:00", "freezing", None),
+        ("11:00", "skipped", "missed"),
+        ("12:00", "skipped", "missed"),
+        ("13:00", "freezing", None) if runs_latest else ("13:00", "skipped", "missed"),
+    ]
+    assert lifecycle.get_campaign(session, campaign.id).next_occurrence_at == datetime(
+        2027, 6, 1, 14, 0, tzinfo=UTC
+    )
