@@ -173,7 +173,7 @@ def send_message(message_id: int) -> str:
 def send_batch(run_id: int, message_ids: list[int]) -> dict:
     from chatman.campaigns.dispatch import SendOptions, finish_run
     from chatman.campaigns.dispatch import send_batch as send
-    from chatman.messaging.policy import Cap
+    from chatman.messaging.policy import cap_of
     from chatman.messaging.ratelimit import RateLimiter
 
     settings, db, connection = _context()
@@ -183,7 +183,7 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
         status_callback=status_callback(settings),
         concurrency=settings.send_concurrency,
         skip_us_marketing=settings.skip_us_marketing,
-        cap=Cap(settings.marketing_cap, settings.marketing_cap_period) if settings.marketing_cap else None,
+        cap=cap_of(settings),
     )
     try:
         with db.sessionmaker() as session:

@@ -19,6 +19,7 @@ from chatman.errors import Invalid
 from chatman.extensions import redis_client, request_session, settings
 from chatman.jobs import enqueue_dispatch, enqueue_sync
 from chatman.ledger.counters import stored
+from chatman.messaging import policy
 
 blp = Blueprint("campaigns", __name__, url_prefix="/campaigns", description="Campaigns")
 blp.before_request(require_token)
@@ -43,6 +44,9 @@ class RunSchema(ma.Schema):
 class PreflightSchema(ma.Schema):
     audience = fields.Integer(metadata={"description": "contacts in the segments"})
     eligible = fields.Integer(metadata={"description": "who would be sent the message now"})
+    held = fields.Integer(
+        metadata={"description": "of the eligible, who are outside the send window now (sent when it opens)"}
+    )
     skipped = ma.fields.Dict(metadata={"description": "reason -> contacts"})
     errors = ma.fields.List(fields.Text(), metadata={"description": "why a launch is refused"})
     warnings = ma.fields.List(fields.Text())
@@ -199,7 +203,13 @@ def _dump(campaign, preflight: Preflight | None = None) -> dict:
 
 def _preflight(campaign_id: int) -> Preflight:
     config = settings()
-    return preflight(request_session(), campaign_id, config.sender_daily_limit, config.skip_us_marketing)
+    return preflight(
+        request_session(),
+        campaign_id,
+        config.sender_daily_limit,
+        config.skip_us_marketing,
+        cap=policy.cap_of(config),
+    )
 
 
 class CampaignListArgs(ma.Schema):

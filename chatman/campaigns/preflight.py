@@ -3,13 +3,16 @@
 Counted in one SQL pass over the audience with the rules the send pipeline applies at send
 time: the send policy's own (DND, the 24-hour window: messaging.policy) and the campaign's
 (template approval, US marketing, the template's variables, as dispatch.compose checks them),
-so the forecast and the report that follows agree. Errors stop a launch; warnings inform it.
+so the forecast and the report that follows agree. Errors stop a launch; warnings inform it,
+among them how many eligible contacts the send window holds now; contacts already at the
+marketing cap are skipped as `capped` (both counted zone by zone, on the contact's clock).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
@@ -17,16 +20,18 @@ from sqlalchemy.orm import Session
 from chatman.campaigns.audience import audience_condition
 from chatman.campaigns.lifecycle import campaign_step, get_campaign
 from chatman.contacts.models import Contact
+from chatman.ledger import states
 from chatman.ledger.models import Message
-from chatman.messaging import policy
+from chatman.messaging import policy, send_window
 from chatman.messaging.models import Template
-from chatman.timeutils import utcnow
+from chatman.timeutils import utcnow, zone_of
 
 
 @dataclass
 class Preflight:
     audience: int = 0  # contacts in the include segments and in no exclude segment
     eligible: int = 0  # of those, who would be sent the message now
+    held: int = 0  # of the eligible, who are outside the send window now: sent when it opens
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> contacts
     errors: list[str] = field(default_factory=list)  # the launch is refused
     warnings: list[str] = field(default_factory=list)
@@ -35,6 +40,7 @@ class Preflight:
         return {
             "audience": self.audience,
             "eligible": self.eligible,
+            "held": self.held,
             "skipped": self.skipped,
             "errors": self.errors,
             "warnings": self.warnings,
@@ -47,6 +53,7 @@ def preflight(
     daily_limit: int | None,
     skip_us_marketing: bool,
     now: datetime | None = None,
+    cap: policy.Cap | None = None,
 ) -> Preflight:
     now = now or utcnow()
     campaign = get_campaign(session, campaign_id)
@@ -84,6 +91,10 @@ def preflight(
             report.eligible += count
         else:
             report.skipped[why] = count
+    window = send_window.from_stored(campaign.send_window)
+    cap = cap if template is None or template.category == "marketing" else None  # utility: exempt
+    if report.eligible and (window is not None or cap is not None):
+        _by_zone(session, report, campaign_id, reasons, window, cap, campaign.timezone, now)
     if report.eligible == 0:
         report.warnings.append("no contact in the audience would receive this campaign")
     if daily_limit is not None and report.eligible:
@@ -95,6 +106,53 @@ def preflight(
                 "63018 until the window rolls on"
             )
     return report
+
+
+def _by_zone(
+    session: Session,
+    report: Preflight,
+    campaign_id: int,
+    reasons,
+    window: send_window.SendWindow | None,
+    cap: policy.Cap | None,
+    campaign_zone: str | None,
+    now: datetime,
+) -> None:
+    """The rules read on the contact's clock, zone by zone (a few zones, not a contact at a
+    time): eligible contacts already at the marketing cap are skipped as `capped`; of the
+    rest, those outside the send window now are `held`."""
+    zone = func.coalesce(Contact.timezone, literal(zone_of(None, campaign_zone)))
+    eligible = [audience_condition(session, campaign_id), *(~condition for condition, _ in reasons)]
+    opens: dict[str, datetime] = {}
+    capped = 0
+    for name, count in session.execute(select(zone, func.count()).where(*eligible).group_by(zone)).all():
+        if cap is not None:
+            handed = (
+                select(func.count())
+                .where(
+                    Message.contact_id == Contact.id,
+                    Message.marketing.is_(True),
+                    Message.handed_at >= cap.since(now, name),
+                    Message.status != states.FAILED,
+                )
+                .scalar_subquery()
+            )
+            over = session.scalar(select(func.count()).where(*eligible, zone == name, handed >= cap.limit))
+            capped, count = capped + over, count - over
+        at = window.opens_at(now, name) if window is not None else None
+        if at is not None and count:
+            report.held += count
+            opens[name] = at
+    if capped:
+        report.skipped["capped"] = capped
+        report.eligible -= capped
+    if report.held:
+        first = min(opens, key=opens.get)
+        local = opens[first].astimezone(ZoneInfo(first))
+        report.warnings.append(
+            f"{report.held:,} of the {report.eligible:,} are outside the send window now; their messages "
+            f"wait until it opens on their clock (the first at {local:%a %H:%M} in {first})"
+        )
 
 
 def _missing(source: dict):

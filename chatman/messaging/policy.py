@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, case, literal, or_, select
 from sqlalchemy.orm import Session
 
+from chatman.config import Settings
 from chatman.contacts.models import Contact
 from chatman.dialects import lock_keys
 from chatman.ledger import states
@@ -115,6 +116,11 @@ class Cap:
             return now - timedelta(hours=24)
         today = now.astimezone(ZoneInfo(zone)).date()
         return run_instant(datetime.combine(today, time()), zone)
+
+
+def cap_of(settings: Settings) -> Cap | None:
+    """The cap MARKETING_CAP sets, if any."""
+    return Cap(settings.marketing_cap, settings.marketing_cap_period) if settings.marketing_cap else None
 
 
 def capped(

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from chatman import jobs
 from chatman.campaigns import lifecycle
 from chatman.campaigns.dispatch import freeze_run
+from chatman.campaigns.preflight import preflight
 from chatman.errors import Invalid
 from chatman.ledger import sending
 from chatman.ledger.counters import stored
@@ -111,6 +112,21 @@ def test_each_contact_gets_the_message_inside_their_own_window(session, redis, d
     assert lifecycle.get_campaign(session, campaign_id).status == "completed"
 
 
+def test_the_preflight_tells_how_many_would_wait_for_the_window(session):
+    (template,) = templates(session, "Sale")
+    for zone in ("Asia/Kolkata", "America/Los_Angeles", "Europe/London", None):
+        make_contact(session, timezone=zone)
+    campaign_id = broadcast(session, "Sale", template, send_window=WINDOW)
+    # 16:00 UTC: closed in Kolkata (21:30) and Los Angeles (08:00), open in London, and for the
+    # contact without a zone (the campaign's: UTC).
+    report = preflight(session, campaign_id, None, False, now=datetime(2027, 1, 13, 16, 0, tzinfo=UTC))
+    assert (report.eligible, report.held) == (4, 2)
+    assert any(
+        "2 of the 4 are outside the send window" in w and "Wed 09:00 in America/Los_Angeles" in w
+        for w in report.warnings
+    ), report.warnings
+
+
 def test_a_window_on_weekdays_holds_a_saturday_message_until_monday(session, redis, drive, twilio_stub):
     (template,) = templates(session, "Weekly digest")
     contact = make_contact(session, timezone="Europe/Berlin")
@@ -158,8 +174,14 @@ def test_a_marketing_cap_of_one_a_day_skips_the_second_campaign_as_capped(
     morning = datetime(2027, 1, 13, 4, 0, tzinfo=UTC)  # 09:30 in Kolkata
     launch(session, redis, broadcast(session, "First", first), morning)
     capped_id = broadcast(session, "Second", second)
-    launch(session, redis, capped_id, morning + timedelta(hours=6))
-    launch(session, redis, broadcast(session, "Receipt", receipt), morning + timedelta(hours=7))
+    receipt_id = broadcast(session, "Receipt", receipt)
+    # The pre-flight says so before the launch; a utility template is exempt.
+    cap, later = policy.Cap(1, "day"), morning + timedelta(hours=6)
+    forecast = preflight(session, capped_id, None, False, now=later, cap=cap)
+    assert (forecast.eligible, forecast.skipped) == (0, {"capped": 1})
+    assert preflight(session, receipt_id, None, False, now=later, cap=cap).eligible == 1
+    launch(session, redis, capped_id, later)
+    launch(session, redis, receipt_id, morning + timedelta(hours=7))
     # 18:45 UTC is 00:15 the next day in Kolkata: a new calendar day on the contact's clock.
     launch(session, redis, broadcast(session, "Third", third), datetime(2027, 1, 13, 18, 45, tzinfo=UTC))
 
