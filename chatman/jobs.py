@@ -259,6 +259,7 @@ def apply_status_events(batch: int = 1000) -> int:
             log.error("status callbacks set aside: %s", "; ".join(f"{e.id}: {why}" for e, why in refused))
             inbox.set_aside(connection, inbox.STATUS, refused)
         gone = {entry.id for entry, _ in refused}
+        _evaluate_rules_later(db, connection, [e.provider_sid for entry, e in parsed if entry.id not in gone])
         inbox.ack(connection, inbox.STATUS, [entry.id for entry in entries if entry.id not in gone])
         applied += len(entries) - len(refused)
         if time.monotonic() > until:
@@ -266,6 +267,38 @@ def apply_status_events(batch: int = 1000) -> int:
             timeout = me.timeout if me is not None else settings.drain_timeout_s
             hand_on(connection, apply_status_events, STATUS_DRAIN, job_timeout=timeout)
             return applied
+
+
+RULES_BATCH = 500
+
+
+def _evaluate_rules_later(db: Database, connection: Redis, sids: list[str]) -> None:
+    """After a batch of statuses is applied: the messages among them that rules look at."""
+    from chatman.rules.engine import messages_with_rules
+
+    if sids:
+        with db.sessionmaker() as session:
+            enqueue_rules(connection, messages_with_rules(session, sids=sids))
+
+
+def enqueue_rules(connection: Redis, message_ids: list[int]) -> int:
+    """Evaluate the rules of these messages' campaigns, a job per RULES_BATCH messages."""
+    for start in range(0, len(message_ids), RULES_BATCH):
+        queues.queue(connection, queues.SYSTEM).enqueue(
+            evaluate_rules, message_ids[start : start + RULES_BATCH], **queues.JOB_DEFAULTS
+        )
+    return len(message_ids)
+
+
+def evaluate_rules(message_ids: list[int]) -> int:
+    """Fire the rules these messages now meet (once per rule and message)."""
+    from chatman.rules.engine import evaluate
+
+    _, db, _ = _context()
+    with db.sessionmaker() as session:
+        fired = evaluate(session, message_ids)
+        session.commit()
+    return fired
 
 
 def apply_waiting_events() -> int:

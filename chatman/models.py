@@ -7,6 +7,7 @@ from chatman.flows.models import Flow, FlowSession
 from chatman.ledger.models import CampaignStat, ClaimLease, Message, MessageEvent
 from chatman.messaging.models import InboundMessage, Template
 from chatman.revisions import Revision
+from chatman.rules.models import Rule, RuleFiring
 from chatman.triggers.models import Event, Trigger, TriggerFiring
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "Message",
     "MessageEvent",
     "Revision",
+    "Rule",
+    "RuleFiring",
     "Segment",
     "SegmentLink",
     "SegmentMember",

@@ -78,7 +78,17 @@ def handle_domain_error(error: DomainError):
 
 
 def init_api(app: Flask) -> Api:
-    from chatman.api import campaigns, contacts, events, flows, segments, simulator, templates, triggers
+    from chatman.api import (
+        campaigns,
+        contacts,
+        events,
+        flows,
+        rules,
+        segments,
+        simulator,
+        templates,
+        triggers,
+    )
 
     app.config.update(
         API_TITLE="Chatman API",
@@ -105,6 +115,7 @@ def init_api(app: Flask) -> Api:
         templates.blp,
         campaigns.blp,
         triggers.blp,
+        rules.blp,
         flows.blp,
         events.blp,
         simulator.blp,

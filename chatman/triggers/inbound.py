@@ -48,6 +48,7 @@ class Handled:
     trigger_id: int | None = None
     queued: list[int] = field(default_factory=list)  # conversation messages to send
     runs: list[tuple[int, int]] = field(default_factory=list)  # (run, message) of campaigns started
+    reply_to: int | None = None  # the campaign message this answers (its rules look again)
 
 
 def handle_inbound(
@@ -62,7 +63,7 @@ def handle_inbound(
     received = receive(session, event, now, policy.reply_window)
     if received is None:
         return None
-    handled = Handled(received.inbound_id, received.contact_id)
+    handled = Handled(received.inbound_id, received.contact_id, reply_to=received.reply_to_id)
     contact = session.execute(
         select(Contact.id, Contact.dnd, Contact.dnd_reason).where(Contact.id == received.contact_id)
     ).one()

@@ -17,8 +17,9 @@ from chatman import inbox
 from chatman.config import Settings
 from chatman.errors import Invalid
 from chatman.extensions import redis_client, request_session, settings
-from chatman.jobs import enqueue_sends, enqueue_status_drain
+from chatman.jobs import enqueue_rules, enqueue_sends, enqueue_status_drain
 from chatman.messaging.twilio_events import parse_inbound, parse_status
+from chatman.rules.engine import messages_with_rules
 from chatman.triggers.crud import trigger_index
 from chatman.triggers.inbound import InboundPolicy, handle_inbound
 from chatman.triggers.optout import OptWords
@@ -105,6 +106,8 @@ def inbound():
     session.commit()
     if handled is not None:
         enqueue_sends(redis_client(), handled.queued, handled.runs)
+        if handled.reply_to is not None:  # replied, or tapped a button: its campaign's rules look
+            enqueue_rules(redis_client(), messages_with_rules(session, ids=[handled.reply_to]))
     return EMPTY_TWIML, 200, {"Content-Type": "text/xml"}
 
 

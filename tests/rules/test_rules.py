@@ -1,0 +1,244 @@
+"""Post-campaign rules end to end: signed status and inbound webhooks, real workers, and the
+contact, segment and DND changes that follow, once per rule and message."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from sqlalchemy import select
+
+from chatman.contacts import segments
+from chatman.contacts.models import Contact, SegmentMember
+from chatman.errors import Invalid
+from chatman.rules import crud
+from chatman.rules.models import RuleFiring
+from tests.campaigns.clocked import everyone
+from tests.factories import define, inbound_form, make_submitted_run, signed_post
+from tests.webhooks.test_twilio_status import params, post
+
+INBOUND = "/webhooks/twilio/inbound"
+
+
+def static(session, name: str, members=()):
+    segment = segments.create_segment(session, {"name": name, "kind": "static"})
+    session.flush()
+    if members:
+        segments.add_members(session, segment.id, members)
+    session.commit()
+    return segment
+
+
+def rule(session, campaign, name: str, condition: dict, *actions: dict):
+    return crud.create_rule(
+        session, campaign.id, {"name": name, "condition": condition, "actions": list(actions)}
+    )
+
+
+def contact(session, message) -> Contact:
+    session.expire_all()
+    return session.get(Contact, message.contact_id)
+
+
+def members(session, segment) -> set[int]:
+    session.expire_all()
+    return set(
+        session.scalars(select(SegmentMember.contact_id).where(SegmentMember.segment_id == segment.id))
+    )
+
+
+def firings(session, rule) -> list[RuleFiring]:
+    session.expire_all()
+    return list(
+        session.scalars(select(RuleFiring).where(RuleFiring.rule_id == rule.id).order_by(RuleFiring.id))
+    )
+
+
+def test_each_condition_and_action_from_signed_webhooks_through_workers(
+    app, client, auth, session, run_worker
+):
+    define(session, tier="string", score="number", stage="string")
+    campaign, _, _, messages = make_submitted_run(session, 6)
+    reader, undeliverable, uninterested, resubscriber, replier, quiet = messages
+    promo = static(session, "promo", [m.contact_id for m in messages])
+    warm = static(session, "warm")
+    rules = [
+        rule(
+            session,
+            campaign,
+            "read: warm",
+            {"status": "read"},
+            {"type": "set_attribute", "attribute": "tier", "value": "warm"},
+            {"type": "increment_attribute", "attribute": "score", "by": 5},
+            {"type": "add_to_segment", "segment_id": warm.id},
+        ),
+        rule(
+            session,
+            campaign,
+            "undeliverable: DND",
+            {"status": "failed", "error_codes": ["63024"]},
+            {"type": "set_dnd", "reason": "undeliverable"},
+        ),
+        rule(
+            session,
+            campaign,
+            "not interested",
+            {"tapped": "NOT_INTERESTED"},
+            {"type": "remove_from_segment", "segment_id": promo.id},
+            {"type": "unset_attribute", "attribute": "tier"},
+        ),
+        rule(session, campaign, "resubscribe", {"tapped": "Resubscribe"}, {"type": "clear_dnd"}),
+        rule(
+            session,
+            campaign,
+            "delivered and replied",
+            {"all": [{"status": "delivered"}, {"replied": True}]},
+            {"type": "set_attribute", "attribute": "stage", "value": "talking"},
+        ),
+    ]
+    session.commit()
+    read_warm, undeliverable_dnd, not_interested, resubscribe, replied = rules
+    session.execute(
+        Contact.__table__.update()
+        .where(Contact.id == uninterested.contact_id)
+        .values(attributes={"tier": "cold"})
+    )
+    session.execute(
+        Contact.__table__.update()
+        .where(Contact.id == resubscriber.contact_id)
+        .values(dnd=True, dnd_reason="manual")
+    )
+    session.commit()
+
+    # Every status twice, shuffled: a rule fires once per message whatever the order.
+    callbacks = [
+        (reader, "delivered"),
+        (reader, "read"),
+        (undeliverable, "undelivered"),
+        (uninterested, "delivered"),
+        (resubscriber, "delivered"),
+        (replier, "delivered"),
+        (quiet, "sent"),
+    ] * 2
+    random.Random(7).shuffle(callbacks)
+    for message, status in callbacks:
+        assert post(client, app, params(message.provider_sid, status)).status_code == 204
+    phone = {m.id: contact(session, m).phone for m in messages}
+    taps = [
+        (uninterested, "No thanks", "NOT_INTERESTED"),
+        (resubscriber, "Resubscribe", "RESUB"),
+    ]
+    for message, text, payload in taps:
+        form = inbound_form(
+            phone[message.id],
+            text,
+            ButtonPayload=payload,
+            ButtonText=text,
+            OriginalRepliedMessageSid=message.provider_sid,
+        )
+        assert signed_post(client, app, INBOUND, form).status_code == 200
+    assert (
+        signed_post(client, app, INBOUND, inbound_form(phone[replier.id], "sounds good")).status_code == 200
+    )
+    run_worker()
+
+    assert (contact(session, reader).attributes["tier"], contact(session, reader).attributes["score"]) == (
+        "warm",
+        5,
+    )
+    assert members(session, warm) == {reader.contact_id}
+    assert (contact(session, undeliverable).dnd, contact(session, undeliverable).dnd_reason) == (
+        True,
+        "undeliverable",
+    )
+    assert uninterested.contact_id not in members(session, promo)
+    assert "tier" not in contact(session, uninterested).attributes
+    assert contact(session, resubscriber).dnd is False
+    assert contact(session, replier).attributes.get("stage") == "talking"
+    assert contact(session, quiet).attributes == {} and contact(session, quiet).dnd is False
+    fired = {rule.name: [(f.contact_id, f.status) for f in firings(session, rule)] for rule in rules}
+    assert fired == {
+        "read: warm": [(reader.contact_id, "done")],
+        "undeliverable: DND": [(undeliverable.contact_id, "done")],
+        "not interested": [(uninterested.contact_id, "done")],
+        "resubscribe": [(resubscriber.contact_id, "done")],
+        # A button tap is a reply too (it answers the message).
+        "delivered and replied": [(m.contact_id, "done") for m in (uninterested, resubscriber, replier)],
+    }
+    # The same callbacks again, and the workers again: nothing fires twice.
+    for message, status in callbacks:
+        post(client, app, params(message.provider_sid, status))
+    run_worker()
+    assert contact(session, reader).attributes["score"] == 5
+    assert sum(len(firings(session, rule)) for rule in rules) == 7
+    audit = client.get(f"/api/v1/rules/{read_warm.id}/firings", headers=auth).json
+    assert [o["status"] for o in audit[0]["outcomes"]] == ["done", "done", "done"]
+
+
+def test_a_failing_action_is_recorded_with_why_and_the_others_go_on(app, client, session, run_worker):
+    define(session, tier="string")
+    campaign, _, _, messages = make_submitted_run(session, 3)
+    doomed = static(session, "doomed")
+    delivered = rule(
+        session,
+        campaign,
+        "delivered",
+        {"status": "delivered"},
+        {"type": "add_to_segment", "segment_id": doomed.id},
+        {"type": "set_attribute", "attribute": "tier", "value": "reached"},
+    )
+    session.commit()
+    segments.delete_segment(session, doomed.id)  # after the rule was made: its action cannot succeed
+    session.commit()
+    for message in messages:
+        post(client, app, params(message.provider_sid, "delivered"))
+    run_worker()
+    got = firings(session, delivered)
+    assert len(got) == 3 and {f.status for f in got} == {"failed"}
+    for firing in got:
+        first, second = firing.outcomes
+        assert first["status"] == "failed" and "segment" in first["reason"], first
+        assert second == {"type": "set_attribute", "status": "done"}
+    assert all(contact(session, m).attributes["tier"] == "reached" for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"condition": {"status": "opened"}}, "condition.status"),
+        ({"condition": {"status": "read", "error_codes": ["1"]}}, "condition.error_codes"),
+        ({"condition": {"replied": False}}, "condition.replied"),
+        ({"condition": {"any": []}}, "condition"),
+        ({"actions": [{"type": "increment_attribute", "attribute": "tier"}]}, "actions[0].attribute"),
+        ({"actions": [{"type": "set_attribute", "attribute": "nope", "value": 1}]}, "actions[0].attribute"),
+        ({"actions": [{"type": "add_to_segment", "segment_id": "dynamic"}]}, "actions[0].segment_id"),
+        ({"actions": [{"type": "launch_rocket"}]}, "actions[0].type"),
+    ],
+)
+def test_bad_rules_are_refused_with_the_field_named(client, auth, session, data, field):
+    define(session, tier="string")
+    campaign, *_ = make_submitted_run(session, 1)
+    dynamic = everyone(session)
+    if data.get("actions") and data["actions"][0].get("segment_id") == "dynamic":
+        data = {"actions": [{"type": "add_to_segment", "segment_id": dynamic.id}]}
+    body = {"name": "r", "condition": {"status": "read"}, "actions": [{"type": "clear_dnd"}]} | data
+    answer = client.post(f"/api/v1/campaigns/{campaign.id}/rules", json=body, headers=auth)
+    assert answer.status_code == 422, answer.json
+    assert field in answer.json["errors"], answer.json
+
+
+def test_rules_through_the_api(client, auth, session):
+    campaign, *_ = make_submitted_run(session, 1)
+    url = f"/api/v1/campaigns/{campaign.id}/rules"
+    body = {"name": "read", "condition": {"status": "read"}, "actions": [{"type": "set_dnd", "reason": "x"}]}
+    created = client.post(url, json=body, headers=auth)
+    assert created.status_code == 201, created.json
+    rule_url = f"/api/v1/rules/{created.json['id']}"
+    assert client.get(url, headers=auth).json[0]["name"] == "read"
+    assert client.patch(rule_url, json={"enabled": False}, headers=auth).json["enabled"] is False
+    assert client.get(f"{rule_url}/firings", headers=auth).json == []
+    assert client.delete(rule_url, headers=auth).status_code == 204
+    assert client.get(rule_url, headers=auth).status_code == 404
+    assert client.post("/api/v1/campaigns/999999/rules", json=body, headers=auth).status_code == 404
+    with pytest.raises(Invalid):
+        crud.create_rule(session, campaign.id, {"name": "x", "condition": {"status": "read"}})
