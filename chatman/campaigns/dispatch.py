@@ -143,6 +143,7 @@ def _send_claimed(
     skipped: dict[str, list[sending.ClaimedRow]] = defaultdict(list)
     paused: list[int] = []
     outgoing: list[Outgoing] = []
+    windows: dict[int, send_window.SendWindow | None] = {}
     for row in rows:
         claimed = sending.ClaimedRow(
             row.id, row.campaign_id, row.run_id, row.step_id, row.contact_id, row.attempts
@@ -156,7 +157,9 @@ def _send_claimed(
             if isinstance(message, str):
                 skipped[message].append(claimed)
             else:
-                outgoing.append(_outgoing(claimed, message, row, templates))
+                if row.campaign_id not in windows:  # parsed once per campaign, not per row
+                    windows[row.campaign_id] = send_window.from_stored(row.send_window)
+                outgoing.append(_outgoing(claimed, message, row, templates, windows[row.campaign_id]))
     result.released = sending.release(session, token, paused, refund=True)
     for reason, group in skipped.items():
         result.skipped += sending.skip(session, token, group, reason)
@@ -182,7 +185,11 @@ class Outgoing:
 
 
 def _outgoing(
-    claimed: sending.ClaimedRow, message: OutboundMessage, row, templates: dict[int, Template]
+    claimed: sending.ClaimedRow,
+    message: OutboundMessage,
+    row,
+    templates: dict[int, Template],
+    window: send_window.SendWindow | None,
 ) -> Outgoing:
     template_id = row.CampaignStep.template_id
     return Outgoing(
@@ -190,7 +197,7 @@ def _outgoing(
         message,
         free_text=template_id is None,
         zone=zone_of(row.Contact.timezone, row.campaign_timezone),
-        window=send_window.from_stored(row.send_window),
+        window=window,
         marketing=template_id is None or templates[template_id].category == "marketing",
     )
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from chatman.campaigns import lifecycle
+from chatman.campaigns import drips, lifecycle
 from chatman.campaigns.models import Enrollment
 from chatman.contacts import segments
 from chatman.errors import Conflict, Invalid
@@ -239,24 +239,28 @@ def test_editing_step_3_changes_it_for_who_has_not_reached_it_and_resends_nothin
     session.rollback()
 
 
-def test_a_shortened_wait_applies_to_contacts_already_waiting(session, drive, twilio_stub):
-    first, second = templates(session, "welcome", "tips")
-    contact = make_contact(session)
+def two_step_drip(session, contact, first: int, second: int, wait: dict, start: datetime):
+    """A running drip of two templates, `wait` apart, with `contact` enrolled at `start`."""
     campaign = lifecycle.create_campaign(
         session,
         {
-            "name": "Shortened",
+            "name": "Two steps",
             "kind": "drip",
-            "steps": [{"template_id": first}, {"template_id": second, "wait": {"days": 3}}],
+            "steps": [{"template_id": first}, {"template_id": second, "wait": wait}],
         },
     )
     session.commit()
-    start = datetime(2027, 1, 13, 8, 0, tzinfo=UTC)
     lifecycle.launch(session, campaign.id, now=start)
-    from chatman.campaigns import drips
-
     drips.enroll(session, campaign.id, [contact.id], "api", start)
     session.commit()
+    return campaign
+
+
+def test_a_shortened_wait_applies_to_contacts_already_waiting(session, drive, twilio_stub):
+    first, second = templates(session, "welcome", "tips")
+    contact = make_contact(session)
+    start = datetime(2027, 1, 13, 8, 0, tzinfo=UTC)
+    campaign = two_step_drip(session, contact, first, second, {"days": 3}, start)
     drive(start)
     assert sent(twilio_stub) == {contact.phone: ["welcome"]}
     steps = drips.step_dicts(session, campaign.id)
@@ -273,21 +277,8 @@ def test_a_shortened_wait_applies_to_contacts_already_waiting(session, drive, tw
 def test_pause_holds_every_step_and_resume_moves_the_waits_on(session, drive, twilio_stub, catch_up):
     ids = templates(session, "a", "b")
     contact = make_contact(session)
-    campaign = lifecycle.create_campaign(
-        session,
-        {
-            "name": "P",
-            "kind": "drip",
-            "steps": [{"template_id": ids[0]}, {"template_id": ids[1], "wait": {"hours": 3}}],
-        },
-    )
-    session.commit()
     start = datetime(2027, 1, 13, 8, 0, tzinfo=UTC)
-    lifecycle.launch(session, campaign.id, now=start)
-    from chatman.campaigns import drips
-
-    drips.enroll(session, campaign.id, [contact.id], "api", start)
-    session.commit()
+    campaign = two_step_drip(session, contact, ids[0], ids[1], {"hours": 3}, start)
     drive(start)
     lifecycle.set_status(session, campaign.id, "pause", now=start + timedelta(hours=1))
     session.commit()
