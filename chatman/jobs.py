@@ -175,6 +175,7 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
     from chatman.campaigns.dispatch import send_batch as send
     from chatman.messaging.policy import cap_of
     from chatman.messaging.ratelimit import RateLimiter
+    from chatman.rules.engine import MOVED, messages_with_rules
 
     settings, db, connection = _context()
     provider = _provider()
@@ -188,6 +189,9 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
     try:
         with db.sessionmaker() as session:
             result = send(session, message_ids, provider, limiter, options)
+            # A refusal at hand-over, and callbacks that raced the send's answer (applied by the
+            # send itself), move rows past the status drain: their rules look here.
+            enqueue_rules(connection, messages_with_rules(session, ids=message_ids, statuses=MOVED))
             if result.retry:
                 # Backing off: 5 s after a first failed try, then 10, 20, 40 s.
                 delay = RETRY_DELAY * 2 ** max(0, result.retry_attempts - 1)
@@ -305,10 +309,12 @@ def apply_waiting_events() -> int:
     """Apply callbacks that arrived before their sid was recorded and raced the send."""
     from chatman.ledger.status import apply_pending_events, sids_with_pending_events
 
-    _, db, _ = _context()
+    _, db, connection = _context()
     with db.sessionmaker() as session:
-        moved = apply_pending_events(session, sids_with_pending_events(session))
+        sids = sids_with_pending_events(session)
+        moved = apply_pending_events(session, sids)
         session.commit()
+    _evaluate_rules_later(db, connection, sids)
     return moved
 
 

@@ -22,6 +22,7 @@ from chatman.contacts import dnd, segments
 from chatman.contacts.crud import get_contact, update_contact
 from chatman.dialects import insert_ignore_returning
 from chatman.errors import DomainError
+from chatman.ledger import states
 from chatman.ledger.models import Message
 from chatman.messaging.models import InboundMessage
 from chatman.rules.models import Rule, RuleFiring
@@ -36,13 +37,26 @@ def _has_rules():
     )
 
 
-def messages_with_rules(session: Session, sids: Sequence[str] = (), ids: Sequence[int] = ()) -> list[int]:
-    """Of these messages (by provider sid or id), those an enabled rule looks at: one indexed
-    query, so campaigns without rules cost next to nothing."""
+# The states a status condition looks at.
+MOVED = (states.SENT, states.DELIVERED, states.READ, states.FAILED)
+
+
+def messages_with_rules(
+    session: Session,
+    sids: Sequence[str] = (),
+    ids: Sequence[int] = (),
+    statuses: Sequence[str] | None = None,
+) -> list[int]:
+    """Of these messages (by provider sid or id; only those now in `statuses` if given), those
+    an enabled rule looks at: one indexed query, so campaigns without rules cost next to nothing."""
     if not sids and not ids:
         return []
-    which = Message.provider_sid.in_(list(sids)) if sids else Message.id.in_(list(ids))
-    return list(session.scalars(select(Message.id).where(which, _has_rules()).order_by(Message.id)))
+    query = select(Message.id).where(
+        Message.provider_sid.in_(list(sids)) if sids else Message.id.in_(list(ids)), _has_rules()
+    )
+    if statuses is not None:
+        query = query.where(Message.status.in_(list(statuses)))
+    return list(session.scalars(query.order_by(Message.id)))
 
 
 def holds(condition: Mapping[str, Any], message: Message, taps: set[str]) -> bool:

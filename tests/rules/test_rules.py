@@ -6,15 +6,20 @@ from __future__ import annotations
 import random
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from chatman import jobs, queues
 from chatman.contacts import segments
 from chatman.contacts.models import Contact, SegmentMember
 from chatman.errors import Invalid
+from chatman.jobs import enqueue_dispatch
+from chatman.ledger.models import Message
 from chatman.rules import crud
 from chatman.rules.models import RuleFiring
+from chatman.timeutils import utcnow
 from tests.campaigns.clocked import everyone
-from tests.factories import define, inbound_form, make_submitted_run, signed_post
+from tests.conftest import twilio_env
+from tests.factories import define, inbound_form, launch_campaign, make_submitted_run, signed_post
 from tests.webhooks.test_twilio_status import params, post
 
 INBOUND = "/webhooks/twilio/inbound"
@@ -242,3 +247,119 @@ def test_rules_through_the_api(client, auth, session):
     assert client.post("/api/v1/campaigns/999999/rules", json=body, headers=auth).status_code == 404
     with pytest.raises(Invalid):
         crud.create_rule(session, campaign.id, {"name": "x", "condition": {"status": "read"}})
+
+
+def test_a_thousand_messages_with_every_status_twice_in_random_order_fire_each_rule_once(
+    app, client, session, run_worker
+):
+    define(session, score="number")
+    campaign, _, _, messages = make_submitted_run(session, 1000)
+    readers = static(session, "readers")
+    delivered = rule(
+        session,
+        campaign,
+        "delivered: +1",
+        {"status": "delivered"},
+        {"type": "increment_attribute", "attribute": "score", "by": 1},
+    )
+    read = rule(
+        session, campaign, "read", {"status": "read"}, {"type": "add_to_segment", "segment_id": readers.id}
+    )
+    failed = rule(
+        session, campaign, "failed: DND", {"status": "failed"}, {"type": "set_dnd", "reason": "failed"}
+    )
+    session.commit()
+    # Each message's own story (a quarter each: sent only, delivered, read, failed), every
+    # callback of it sent twice, all of them shuffled together.
+    stories = [["sent"], ["sent", "delivered"], ["sent", "delivered", "read"], ["sent", "undelivered"]]
+    story = {m.id: stories[i % 4] for i, m in enumerate(messages)}
+    callbacks = [(m, status) for m in messages for status in story[m.id] * 2]
+    random.Random(12).shuffle(callbacks)
+    # Half, then workers, then the rest with two workers racing: some statuses arrive after
+    # the rules already looked at their message.
+    half = len(callbacks) // 2
+    for message, status in callbacks[:half]:
+        assert post(client, app, params(message.provider_sid, status)).status_code == 204
+    run_worker()
+    for message, status in callbacks[half:]:
+        assert post(client, app, params(message.provider_sid, status)).status_code == 204
+    run_worker(workers=2)
+
+    def who(*endings: str) -> set[int]:
+        return {m.contact_id for m in messages if story[m.id][-1] in endings}
+
+    fired = {r.name: [f.contact_id for f in firings(session, r)] for r in (delivered, read, failed)}
+    assert {name: len(ids) for name, ids in fired.items()} == {
+        "delivered: +1": 500,
+        "read": 250,
+        "failed: DND": 250,
+    }
+    assert set(fired["delivered: +1"]) == who("delivered", "read")
+    assert set(fired["read"]) == who("read")
+    assert set(fired["failed: DND"]) == who("undelivered")
+    session.expire_all()
+    scores = {
+        c.id: c.attributes.get("score")
+        for c in session.scalars(select(Contact).where(Contact.id.in_([m.contact_id for m in messages])))
+    }
+    # An increment that ran twice would show as 2.
+    assert {cid: scores[cid] for cid in who("delivered", "read")} == {
+        cid: 1 for cid in who("delivered", "read")
+    }
+    assert members(session, readers) == who("read")
+    dnd = set(session.scalars(select(Contact.id).where(Contact.dnd.is_(True))))
+    assert dnd == who("undelivered")
+
+
+def test_a_send_the_provider_refuses_fires_the_failed_rule(session, redis, run_worker, twilio_stub):
+    # No callback ever comes for a message refused at hand-over: the send batch hands it to
+    # the rules itself.
+    campaign, run = launch_campaign(session, 3, body=None, freeze=False)
+    invalid = rule(
+        session,
+        campaign,
+        "invalid number: DND",
+        {"status": "failed", "error_codes": ["21211"]},
+        {"type": "set_dnd", "reason": "invalid_number"},
+    )
+    session.commit()
+    twilio_stub.config(errors=[{"status": 400, "code": 21211, "message": "Invalid 'To' Phone Number"}])
+    enqueue_dispatch(redis, run.id)
+    run_worker(**twilio_env(twilio_stub))
+    session.expire_all()
+    refused = session.scalars(
+        select(Message).where(Message.run_id == run.id, Message.status == "failed")
+    ).one()
+    assert [(f.contact_id, f.status) for f in firings(session, invalid)] == [(refused.contact_id, "done")]
+    dnd = session.execute(select(Contact.id, Contact.dnd_reason).where(Contact.dnd.is_(True))).all()
+    assert dnd == [(refused.contact_id, "invalid_number")]
+
+
+def test_a_callback_that_raced_its_send_fires_the_rule_when_the_clock_applies_it(
+    app, client, session, redis, run_worker
+):
+    define(session, tier="string")
+    campaign, _, _, (message,) = make_submitted_run(session, 1, submitted=False)
+    reached = rule(
+        session,
+        campaign,
+        "delivered",
+        {"status": "delivered"},
+        {"type": "set_attribute", "attribute": "tier", "value": "reached"},
+    )
+    session.commit()
+    # The callback comes before the send's answer gave the row its sid: it waits.
+    assert post(client, app, params("SM" + "7" * 32, "delivered")).status_code == 204
+    run_worker()
+    assert firings(session, reached) == []
+    session.execute(
+        update(Message)
+        .where(Message.id == message.id)
+        .values(provider_sid="SM" + "7" * 32, status="submitted", submitted_at=utcnow())
+    )
+    session.commit()
+    # The clock's sweep of waiting callbacks applies it, and the rule looks.
+    queues.queue(redis, queues.SYSTEM).enqueue(jobs.apply_waiting_events)
+    run_worker()
+    assert [f.contact_id for f in firings(session, reached)] == [message.contact_id]
+    assert contact(session, message).attributes == {"tier": "reached"}
