@@ -109,7 +109,7 @@ def main() -> None:
     sends = 0
     for batch in batches:  # a session per job, as a worker runs them
         with db.sessionmaker() as session:
-            sends += sum(len(ids) for ids in drips.advance(session, batch, now).values())
+            sends += sum(len(ids) for ids in drips.advance(session, batch, now).to_send.values())
     advance_s = time.perf_counter() - start
     with db.sessionmaker() as session:
         rows = session.scalar(select(func.count()).select_from(Message))

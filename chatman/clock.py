@@ -261,6 +261,35 @@ def simulated_network(connection: Redis) -> TickTask:
     return task
 
 
+def evaluate_due_waits(db: Database, connection: Redis, most: int = 20 * jobs.RULES_BATCH) -> TickTask:
+    """Tick task: rules' waiting conditions whose time ran out ("no reply within 24 h"), found
+    by their due-time index, evaluated by workers; at most `most` a tick, the rest next tick."""
+    from chatman.rules.engine import claim_due_waits
+
+    def task(now: datetime) -> int:
+        with db.sessionmaker() as session:
+            claimed = claim_due_waits(session, now, most)
+            session.commit()
+        return jobs.enqueue_due_waits(connection, claimed)
+
+    task.__name__ = "evaluate_due_waits"
+    return task
+
+
+def deliver_due_webhooks(db: Database, connection: Redis) -> TickTask:
+    """Tick task: when outgoing webhook deliveries are due (a retry's time has come, or a first
+    attempt's job was lost), found by the index of pending ones, one job sends them."""
+    from chatman.outgoing.deliveries import any_due
+
+    def task(now: datetime) -> int:
+        with db.sessionmaker() as session:
+            due = any_due(session, now)
+        return jobs.enqueue_due_webhooks(connection, now) if due else 0
+
+    task.__name__ = "deliver_due_webhooks"
+    return task
+
+
 def default_tasks(db: Database, connection: Redis, settings: Settings) -> list[TickTask]:
     return [
         launch_due_campaigns(db, connection),
@@ -274,4 +303,6 @@ def default_tasks(db: Database, connection: Redis, settings: Settings) -> list[T
         squash_counters(db, connection),
         simulated_network(connection),
         resume_imports(db, connection),
+        evaluate_due_waits(db, connection),
+        deliver_due_webhooks(db, connection),
     ]

@@ -119,6 +119,9 @@ MIN_STALE_CLAIM_S = 660.0
 # WhatsApp's messaging-limit tiers: unique contacts a sender may start conversations with per
 # rolling 24 hours (None: unlimited).
 DAILY_LIMIT_TIERS = (250, 2000, 10_000, 100_000, None)
+# Standard Webhooks asks receivers to answer within 15-30 s; a claim on a delivery lasts a few
+# timeouts, so a longer one would hold deliveries for minutes after a worker dies.
+MAX_WEBHOOK_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,11 @@ class Settings:
     reply_window_h: float = 72.0
     # The status drain's job timeout; a drain hands over to a fresh job after a third of it.
     drain_timeout_s: float = 60.0
+    # Outgoing webhooks: how long a CRM may take to connect and to answer, and whether an
+    # endpoint may point inside this network (loopback, private, link-local), which is refused
+    # by default so that no marketer can make the server call its own neighbours.
+    webhook_timeout_s: float = 10.0
+    webhook_allow_private: bool = False
 
     def __post_init__(self) -> None:
         check_secret_key(self.secret_key)
@@ -287,6 +295,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if concurrency < 1:
         raise SettingsError(f"SEND_CONCURRENCY={concurrency} must be at least 1")
     cap, cap_period = _marketing_cap(get("MARKETING_CAP"))
+    webhook_timeout_s = number("WEBHOOK_TIMEOUT_S", Settings.webhook_timeout_s)
+    if not 0 < webhook_timeout_s <= MAX_WEBHOOK_TIMEOUT_S:
+        raise SettingsError(
+            f"WEBHOOK_TIMEOUT_S={webhook_timeout_s:g} is out of range: more than 0, "
+            f"at most {MAX_WEBHOOK_TIMEOUT_S:g} seconds"
+        )
 
     return Settings(
         database_url=normalise_database_url(get("DATABASE_URL") or _default_database_url(environ)),
@@ -322,6 +336,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         opt_in_confirmation=get("OPT_IN_CONFIRMATION") or Settings.opt_in_confirmation,
         reply_window_h=number("REPLY_WINDOW_H", Settings.reply_window_h),
         drain_timeout_s=drain_timeout_s,
+        webhook_timeout_s=webhook_timeout_s,
+        webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE", Settings.webhook_allow_private),
         simulator=SimulatorSettings(
             delay_s=number("SIMULATOR_DELAY_S", SimulatorSettings.delay_s),
             failure_rate=rate("SIMULATOR_FAILURE_RATE", SimulatorSettings.failure_rate),

@@ -6,8 +6,9 @@ from chatman.contacts.models import AttributeDefinition, Contact, Segment, Segme
 from chatman.flows.models import Flow, FlowSession
 from chatman.ledger.models import CampaignStat, ClaimLease, Message, MessageEvent
 from chatman.messaging.models import InboundMessage, Template
+from chatman.outgoing.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from chatman.revisions import Revision
-from chatman.rules.models import Rule, RuleFiring
+from chatman.rules.models import Rule, RuleFiring, RuleWait
 from chatman.triggers.models import Event, Trigger, TriggerFiring
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Revision",
     "Rule",
     "RuleFiring",
+    "RuleWait",
     "Segment",
     "SegmentLink",
     "SegmentMember",
@@ -36,4 +38,7 @@ __all__ = [
     "Trigger",
     "TriggerFiring",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

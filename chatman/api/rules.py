@@ -11,6 +11,7 @@ from chatman.api.auth import require_token
 from chatman.api.checks import check_request
 from chatman.extensions import request_session
 from chatman.rules import crud
+from chatman.rules.engine import dry_run
 
 blp = Blueprint("rules", __name__, url_prefix="", description="Post-campaign rules")
 blp.before_request(require_token)
@@ -108,6 +109,32 @@ class RuleById(MethodView):
         session = request_session()
         crud.delete_rule(session, rule_id)
         session.commit()
+
+
+class DryRunSampleSchema(ma.Schema):
+    contact_id = fields.Id()
+    message_id = fields.Id()
+
+
+class DryRunSchema(ma.Schema):
+    would_fire = fields.Integer(metadata={"description": "messages the rule would fire for now"})
+    fired_before = fields.Integer(metadata={"description": "messages it already fired for (never again)"})
+    sample = ma.fields.List(ma.fields.Nested(DryRunSampleSchema), metadata={"description": "the first 100"})
+
+
+@blp.route("/rules/<int:rule_id>/dry-run")
+class RuleDryRun(MethodView):
+    @blp.response(200, DryRunSchema)
+    def post(self, rule_id: int):
+        """Who this rule would fire for if it ran now (enabled or not); changes nothing."""
+        session = request_session()
+        result = dry_run(session, crud.get_rule(session, rule_id))
+        session.rollback()
+        return {
+            "would_fire": result.would_fire,
+            "fired_before": result.fired_before,
+            "sample": [{"contact_id": c, "message_id": m} for c, m in result.sample],
+        }
 
 
 @blp.route("/rules/<int:rule_id>/firings")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -675,12 +676,19 @@ def campaigns_to_sync(session: Session, now: datetime, every: timedelta) -> list
     )
 
 
-def advance(
-    session: Session, enrollment_ids: Sequence[int], now: datetime | None = None
-) -> dict[int, list[int]]:
+@dataclass
+class Moved:
+    """What moving enrollments on made: pending messages to send, per run, and the messages
+    written as skipped (rules may look at those)."""
+
+    to_send: dict[int, list[int]]
+    skipped: list[int]
+
+
+def advance(session: Session, enrollment_ids: Sequence[int], now: datetime | None = None) -> Moved:
     """Move these enrollments on: exits first, then the step that is due (its message
     inserted into the ledger, or skipped when its condition does not hold), then the next
-    step's due time. Commits. Returns the new pending messages to send, per run."""
+    step's due time. Commits."""
     now = now or utcnow()
     rows = session.execute(
         select(Enrollment, Contact.dnd, Contact.last_inbound_at, Contact.attributes, Contact.timezone)
@@ -692,6 +700,7 @@ def advance(
     for row in rows:
         by_campaign[row.Enrollment.campaign_id].append(row)
     to_send: dict[int, list[int]] = defaultdict(list)
+    skipped: list[int] = []
     for campaign_id, group in by_campaign.items():
         campaign = session.get(Campaign, campaign_id)
         if campaign.status != "running":
@@ -701,8 +710,9 @@ def advance(
         mover.write()
         for run_id, ids in mover.insert_messages().items():
             to_send[run_id] += ids
+        skipped += mover.skipped
     session.commit()
-    return dict(to_send)
+    return Moved(dict(to_send), skipped)
 
 
 class _Mover:
@@ -712,6 +722,7 @@ class _Mover:
         self.settings = campaign.drip or {}
         # (run, step, contact) -> skip reason (None: to send)
         self.messages: dict[tuple[int, int, int], str | None] = {}
+        self.skipped: list[int] = []  # the ids of those inserted as skipped
         # columns moved -> the enrollments moved so (see _update)
         self.updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
 
@@ -928,6 +939,7 @@ class _Mover:
             metrics = {"targeted": len(added)}
             if reason:
                 metrics |= {"skipped": len(added), f"skipped:{reason}": len(added)}
+                self.skipped += added
             else:
                 pending[run_id] += added
             changes.append((self.campaign.id, run_id, step_id, metrics))

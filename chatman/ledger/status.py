@@ -232,7 +232,9 @@ def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[st
         .where(Message.provider_sid.in_(sids))
         .order_by(Message.id)
         # Rows stay locked until commit, so concurrent batches fold onto the latest status.
-        .with_for_update()
+        # FOR NO KEY UPDATE: a rule firing's foreign key to the row (a key share) may be taken
+        # meanwhile, where FOR UPDATE would deadlock with the rules job holding it.
+        .with_for_update(key_share=True)
     ).all()
     if not messages:
         return 0, set()

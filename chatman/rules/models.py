@@ -50,3 +50,22 @@ class RuleFiring(Base):
     # [{"type", "status": "done" | "failed", "reason"}] in the order the actions ran
     outcomes: Mapped[list[dict[str, Any]]] = mapped_column(Json)
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RuleWait(Base):
+    """A waiting condition's deadline for one message ("no reply within 24 h" of its `sent`):
+    the clock finds the rows whose time has run out by index and evaluates their messages, so
+    no contact is ever polled. Deleted once evaluated."""
+
+    __tablename__ = "rule_waits"
+    __table_args__ = (
+        UniqueConstraint("rule_id", "message_id", "due_at", name="uq_rule_waits_rule_message_due"),
+        Index("ix_rule_waits_due_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(Id, ForeignKey("rules.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(Id, ForeignKey("messages.id", ondelete="CASCADE"))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A clock that took the row for evaluation holds it until then; after, another may take it.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -99,29 +99,13 @@ def _check(session: Session, t: Trigger) -> None:
 
     if not t.name or not t.name.strip():
         fail("name", "a trigger needs a name")
-    if t.match_type not in MATCH_TYPES:
-        fail("match_type", f"one of {', '.join(MATCH_TYPES)}")
-    if not t.is_fallback:
-        patterns = t.patterns
-        if not isinstance(patterns, list) or not patterns:
-            fail("patterns", "give at least one pattern (a list of strings)")
-            patterns = []
-        elif len(patterns) > MAX_PATTERNS:
-            fail("patterns", f"at most {MAX_PATTERNS} patterns per trigger")
-        for i, pattern in enumerate(patterns):
-            field = f"patterns[{i}]"
-            if not isinstance(pattern, str) or not pattern.strip():
-                fail(field, "a pattern is a non-empty string")
-            elif t.match_type == "regex":
-                if (why := regex_error(pattern)) is not None:
-                    fail(field, f"invalid regex: {why}")
-            elif t.match_type not in ("button",) and not normalise(pattern):
-                fail(field, "nothing is left to match once case, punctuation and emoji are set aside")
-    if t.match_type == "fuzzy" and not t.is_fallback:
-        if not 0 < t.threshold <= 100:
-            fail("threshold", f"{t.threshold} is out of range: between 1 and 100")
-    elif t.threshold is not None:
-        fail("threshold", "only a fuzzy trigger has a threshold")
+    if t.is_fallback:
+        if t.match_type not in MATCH_TYPES:
+            fail("match_type", f"one of {', '.join(MATCH_TYPES)}")
+        if t.threshold is not None:
+            fail("threshold", "only a fuzzy trigger has a threshold")
+    else:
+        check_patterns(t.match_type, t.patterns, t.threshold, fail)
     if (t.active_from is None) != (t.active_until is None):
         fail("active_from", "give both active_from and active_until, or neither")
     for field in ("active_from", "active_until"):
@@ -138,6 +122,34 @@ def _check(session: Session, t: Trigger) -> None:
     _check_action(session, t, fail)
     if errors:
         raise Invalid.many(errors)
+
+
+def check_patterns(
+    match_type: Any, patterns: Any, threshold: Any, fail: Callable[[str, str], None], field: str = ""
+) -> None:
+    """What the matcher needs of a match type and its patterns (a trigger's, or a rule's
+    "replied with"); each problem goes to `fail(field, reason)`."""
+    if match_type not in MATCH_TYPES:
+        fail(f"{field}match_type", f"one of {', '.join(MATCH_TYPES)}")
+    if not isinstance(patterns, list) or not patterns:
+        fail(f"{field}patterns", "give at least one pattern (a list of strings)")
+        patterns = []
+    elif len(patterns) > MAX_PATTERNS:
+        fail(f"{field}patterns", f"at most {MAX_PATTERNS} patterns per trigger")
+    for i, pattern in enumerate(patterns):
+        where = f"{field}patterns[{i}]"
+        if not isinstance(pattern, str) or not pattern.strip():
+            fail(where, "a pattern is a non-empty string")
+        elif match_type == "regex":
+            if (why := regex_error(pattern)) is not None:
+                fail(where, f"invalid regex: {why}")
+        elif match_type not in ("button",) and not normalise(pattern):
+            fail(where, "nothing is left to match once case, punctuation and emoji are set aside")
+    if match_type == "fuzzy":
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 100:
+            fail(f"{field}threshold", f"{threshold} is out of range: between 1 and 100")
+    elif threshold is not None:
+        fail(f"{field}threshold", "only a fuzzy trigger has a threshold")
 
 
 def _check_action(session: Session, t: Trigger, fail) -> None:

@@ -218,6 +218,24 @@ def test_a_failing_action_is_recorded_with_why_and_the_others_go_on(app, client,
         ({"actions": [{"type": "set_attribute", "attribute": "nope", "value": 1}]}, "actions[0].attribute"),
         ({"actions": [{"type": "add_to_segment", "segment_id": "dynamic"}]}, "actions[0].segment_id"),
         ({"actions": [{"type": "launch_rocket"}]}, "actions[0].type"),
+        ({"condition": {"no_reply_within": 0}}, "condition.no_reply_within"),
+        ({"condition": {"not_read_within": 721}}, "condition.not_read_within"),
+        (
+            {"condition": {"replied": {"match_type": "regex", "patterns": ["("]}}},
+            "condition.replied.patterns[0]",
+        ),
+        (
+            {"condition": {"replied": {"match_type": "psychic", "patterns": ["x"]}}},
+            "condition.replied.match_type",
+        ),
+        ({"condition": {"skipped": 3}}, "condition.skipped"),
+        ({"condition": {"not": {"status": "read"}, "replied": True}}, "condition"),
+        ({"actions": [{"type": "start_campaign", "campaign_id": "one-time"}]}, "actions[0].campaign_id"),
+        ({"actions": [{"type": "start_flow", "flow_id": 999999}]}, "actions[0].flow_id"),
+        (
+            {"actions": [{"type": "set_attribute", "attribute": "tier", "value": "{{nope}}"}]},
+            "actions[0].value",
+        ),
     ],
 )
 def test_bad_rules_are_refused_with_the_field_named(client, auth, session, data, field):
@@ -226,6 +244,8 @@ def test_bad_rules_are_refused_with_the_field_named(client, auth, session, data,
     dynamic = everyone(session)
     if data.get("actions") and data["actions"][0].get("segment_id") == "dynamic":
         data = {"actions": [{"type": "add_to_segment", "segment_id": dynamic.id}]}
+    if data.get("actions") and data["actions"][0].get("campaign_id") == "one-time":
+        data = {"actions": [{"type": "start_campaign", "campaign_id": campaign.id}]}  # not triggered
     body = {"name": "r", "condition": {"status": "read"}, "actions": [{"type": "clear_dnd"}]} | data
     answer = client.post(f"/api/v1/campaigns/{campaign.id}/rules", json=body, headers=auth)
     assert answer.status_code == 422, answer.json
@@ -363,3 +383,67 @@ def test_a_callback_that_raced_its_send_fires_the_rule_when_the_clock_applies_it
     run_worker()
     assert [f.contact_id for f in firings(session, reached)] == [message.contact_id]
     assert contact(session, message).attributes == {"tier": "reached"}
+
+
+def test_a_dry_run_says_who_the_rule_would_fire_for_now(app, client, auth, session, run_worker):
+    campaign, _, _, messages = make_submitted_run(session, 4)
+    for message in messages[:2]:
+        post(client, app, params(message.provider_sid, "read"))
+    run_worker()
+    body = {
+        "name": "read",
+        "enabled": False,
+        "condition": {"status": "read"},
+        "actions": [{"type": "set_dnd", "reason": "x"}],
+    }
+    created = client.post(f"/api/v1/campaigns/{campaign.id}/rules", json=body, headers=auth).json
+    dry = client.post(f"/api/v1/rules/{created['id']}/dry-run", headers=auth)
+    assert dry.status_code == 200, dry.json
+    assert dry.json["would_fire"] == 2 and dry.json["fired_before"] == 0
+    assert [s["contact_id"] for s in dry.json["sample"]] == [m.contact_id for m in messages[:2]]
+    assert session.scalars(select(Contact.id).where(Contact.dnd.is_(True))).all() == []  # nothing done
+    client.patch(f"/api/v1/rules/{created['id']}", json={"enabled": True}, headers=auth)
+    post(client, app, params(messages[2].provider_sid, "read"))
+    run_worker()
+    again = client.post(f"/api/v1/rules/{created['id']}/dry-run", headers=auth).json
+    # Only the message whose status moved after the rule was enabled was evaluated: the two
+    # read before are still to fire, the third fired and never fires again.
+    assert (again["would_fire"], again["fired_before"]) == (2, 1)
+    assert client.post("/api/v1/rules/999999/dry-run", headers=auth).status_code == 404
+
+
+def test_two_jobs_on_the_same_messages_at_once_fire_each_rule_once(app, session):
+    import threading
+
+    from chatman.rules.engine import evaluate
+
+    define(session, score="number")
+    campaign, _, _, messages = make_submitted_run(session, 5)
+    sent = rule(
+        session,
+        campaign,
+        "sent: +1",
+        {"status": "sent"},
+        {"type": "increment_attribute", "attribute": "score", "by": 1},
+    )
+    session.execute(update(Message).values(status="sent", sent_at=utcnow()))
+    session.commit()
+    db = app.extensions["chatman.db"]
+    ids = [m.id for m in messages]
+    second: dict[str, int] = {}
+
+    def other_job() -> None:
+        with db.sessionmaker() as other:
+            second["fired"] = evaluate(other, ids).fired
+            other.commit()
+
+    with db.sessionmaker() as first:
+        assert evaluate(first, ids).fired == 5  # not committed yet: the other job waits on it
+        racing = threading.Thread(target=other_job)
+        racing.start()
+        racing.join(timeout=1)
+        first.commit()
+    racing.join(timeout=60)
+    assert second == {"fired": 0}
+    assert len(firings(session, sent)) == 5
+    assert {contact(session, m).attributes["score"] for m in messages} == {1}
