@@ -48,6 +48,10 @@ class Reactions:
     replies: list[tuple[str | None, str | None]] = field(default_factory=list)  # (text, payload)
     buttons: list[str] = field(default_factory=list)  # what each tapped button said
 
+    @property
+    def last_reply(self) -> str | None:
+        return next((text for text, _ in reversed(self.replies) if text), None)
+
 
 @dataclass
 class Fired:
@@ -186,7 +190,7 @@ def _values(contacts: Contacts, fired: Fired) -> dict[str, Any]:
     return {
         **contacts.attributes[cid],
         **contacts.fields[cid],
-        "reply": next((text for text, _ in reversed(got.replies) if text), None),
+        "reply": got.last_reply,
         "button": got.buttons[-1] if got.buttons else None,
     }
 
@@ -260,7 +264,7 @@ def _call_webhook(session: Session, endpoint_id: int, rule: Any, fired: Fired, n
             "status": message.status,
             "error_code": message.error_code,
             "replied": message.replied_at is not None,
-            "reply": next((text for text, _ in reversed(got.replies) if text), None),
+            "reply": got.last_reply,
             "buttons": got.buttons,
         },
         "contact": {
