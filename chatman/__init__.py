@@ -11,6 +11,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from chatman import cli, health
     from chatman.api import init_api
     from chatman.extensions import init_extensions
+    from chatman.webhooks import links as link_redirects
     from chatman.webhooks import twilio as twilio_webhooks
 
     settings = settings or load_settings()
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_extensions(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(twilio_webhooks.bp)
+    app.register_blueprint(link_redirects.bp)
     init_api(app)
     cli.init_cli(app)
     return app

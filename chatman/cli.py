@@ -168,17 +168,16 @@ def demo_seed(if_empty: bool) -> None:
 @reports_cli.command("verify")
 @click.option("--campaign", "campaign_id", type=int, help="only this campaign")
 def reports_verify(campaign_id: int | None) -> None:
-    """Recount every counter from the message rows and report any difference."""
-    from chatman.ledger.counters import differences, recount
+    """Recount every counter and time-series bucket from the ledger and report any difference."""
+    from chatman.reports.verify import verify
 
     with database().session() as session:
-        diffs = differences(session, campaign_id)
-        checked = len(recount(session, campaign_id))
-    for (campaign, run, step, metric), have, want in diffs:
-        click.echo(f"campaign {campaign} run {run} step {step} {metric}: stored {have}, recount {want}")
-    if diffs:
-        raise click.ClickException(f"{len(diffs)} counters differ from the recount")
-    click.echo(f"{checked} counters checked: all equal to the recount")
+        result = verify(session, campaign_id)
+    for difference in result.differences:
+        click.echo(str(difference))
+    if result.differences:
+        raise click.ClickException(f"{len(result.differences)} figures differ from the recount")
+    click.echo(f"{result.checked} counters and time-series buckets checked: all equal to the recount")
 
 
 @statuses_cli.command("set-aside")

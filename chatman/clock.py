@@ -23,10 +23,11 @@ from chatman.db import Database
 from chatman.errors import Conflict, Invalid
 from chatman.flows import engine as flows
 from chatman.jobs import enqueue_dispatch
-from chatman.ledger import counters, sending
+from chatman.ledger import counters, sending, series
 from chatman.ledger.status import sids_with_pending_events
 from chatman.messaging import outbox, simulator
 from chatman.queues import enqueue_once
+from chatman.reports import retention
 from chatman.timeutils import utcnow
 
 HEARTBEAT_KEY = "chatman:clock:last_tick"
@@ -165,7 +166,7 @@ def squash_counters(db: Database, connection: Redis) -> TickTask:
 
     def task(now: datetime) -> int:
         with db.sessionmaker() as session:
-            pending = counters.unsquashed(session)
+            pending = counters.unsquashed(session) or series.unsquashed(session)
         return enqueue_once(connection, jobs.squash_counters, "squash-counters") if pending else 0
 
     task.__name__ = "squash_counters"
@@ -290,6 +291,24 @@ def deliver_due_webhooks(db: Database, connection: Redis) -> TickTask:
     return task
 
 
+def trim_old_events(db: Database, connection: Redis, retention_days: int) -> TickTask:
+    """Tick task: delete applied status events older than the retention (reports do not read
+    them), when the oldest one is old enough."""
+
+    def task(now: datetime) -> int:
+        if not retention_days:
+            return 0
+        before = now - timedelta(days=retention_days)
+        with db.sessionmaker() as session:
+            oldest = retention.oldest_applied(session)
+        if oldest is None or oldest >= before:
+            return 0
+        return enqueue_once(connection, jobs.trim_events, "trim-events", before.isoformat())
+
+    task.__name__ = "trim_old_events"
+    return task
+
+
 def default_tasks(db: Database, connection: Redis, settings: Settings) -> list[TickTask]:
     return [
         launch_due_campaigns(db, connection),
@@ -301,6 +320,7 @@ def default_tasks(db: Database, connection: Redis, settings: Settings) -> list[T
         drain_inboxes(db, connection, settings),
         expire_flows(db, connection),
         squash_counters(db, connection),
+        trim_old_events(db, connection, settings.event_retention_days),
         simulated_network(connection),
         resume_imports(db, connection),
         evaluate_due_waits(db, connection),

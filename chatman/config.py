@@ -192,6 +192,12 @@ class Settings:
     # by default so that no marketer can make the server call its own neighbours.
     webhook_timeout_s: float = 10.0
     webhook_allow_private: bool = False
+    # Links in campaign messages go out as short tracked links (PUBLIC_BASE_URL/r/<token>) that
+    # count clicks; off: they go as written (with utm_campaign).
+    track_links: bool = True
+    # Status callbacks already applied are deleted after this many days (reports read the
+    # counters, not them); 0 keeps them for ever.
+    event_retention_days: int = 90
 
     def __post_init__(self) -> None:
         check_secret_key(self.secret_key)
@@ -301,6 +307,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             f"WEBHOOK_TIMEOUT_S={webhook_timeout_s:g} is out of range: more than 0, "
             f"at most {MAX_WEBHOOK_TIMEOUT_S:g} seconds"
         )
+    retention_days = int(number("EVENT_RETENTION_DAYS", Settings.event_retention_days, int))
+    if retention_days < 0:
+        raise SettingsError(f"EVENT_RETENTION_DAYS={retention_days} must be 0 (keep for ever) or more")
 
     return Settings(
         database_url=normalise_database_url(get("DATABASE_URL") or _default_database_url(environ)),
@@ -338,6 +347,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         drain_timeout_s=drain_timeout_s,
         webhook_timeout_s=webhook_timeout_s,
         webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE", Settings.webhook_allow_private),
+        track_links=flag("TRACK_LINKS", Settings.track_links),
+        event_retention_days=retention_days,
         simulator=SimulatorSettings(
             delay_s=number("SIMULATOR_DELAY_S", SimulatorSettings.delay_s),
             failure_rate=rate("SIMULATOR_FAILURE_RATE", SimulatorSettings.failure_rate),

@@ -15,7 +15,7 @@ import socket
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, partial
 
 from redis import Redis
 from rq import SimpleWorker, Worker
@@ -87,6 +87,13 @@ def _provider():
 def status_callback(settings: Settings) -> str:
     """Where providers report delivery statuses: our status webhook, at the public address."""
     return settings.public_base_url + "/webhooks/twilio/status"
+
+
+def link_options(settings: Settings) -> tuple[str, str] | None:
+    """Where tracked links point and what signs them, when links are tracked."""
+    if not settings.track_links or not settings.secret_key:
+        return None
+    return settings.public_base_url, settings.secret_key
 
 
 def _budget(default_s: float) -> float:
@@ -189,6 +196,7 @@ def send_batch(run_id: int, message_ids: list[int]) -> dict:
         concurrency=settings.send_concurrency,
         skip_us_marketing=settings.skip_us_marketing,
         cap=cap_of(settings),
+        links=link_options(settings),
     )
     try:
         with db.sessionmaker() as session:
@@ -378,17 +386,36 @@ def import_contacts(import_id: int) -> str:
 
 def squash_counters() -> int:
     """Fold counter deltas into one row per counter, a run at a time, for a while."""
-    from chatman.ledger.counters import squash
+    from chatman.ledger import counters, series
 
     _, db, _ = _context()
     until = time.monotonic() + SQUASH_BUDGET_S
     folded = 0
     with db.sessionmaker() as session:
-        while time.monotonic() < until and (rows := squash(session)):
+        for squash in (counters.squash, series.squash):
+            while time.monotonic() < until and (rows := squash(session)):
+                session.commit()
+                folded += rows
             session.commit()
-            folded += rows
-        session.commit()
     return folded
+
+
+def trim_events(before: str) -> int:
+    """Delete applied status events received before `before`, a batch per transaction, for a
+    while (the clock asks again while old ones are left)."""
+    from chatman.reports.retention import BATCH, trim_events
+
+    _, db, _ = _context()
+    until = time.monotonic() + SQUASH_BUDGET_S
+    deleted = 0
+    with db.sessionmaker() as session:
+        while time.monotonic() < until:
+            n = trim_events(session, datetime.fromisoformat(before))
+            session.commit()
+            deleted += n
+            if n < BATCH:
+                break
+    return deleted
 
 
 def simulate_callbacks() -> int:
@@ -426,7 +453,7 @@ def expire_flows(now: str) -> int:
 def recover_stale_sends(now: str) -> dict:
     """Settle rows whose holder died (see delivery.recover_stale_claims) as of `now` (the
     clock's tick time), and send again those that never reached the provider."""
-    from chatman.campaigns.dispatch import BATCH_SIZE, finish_run, sent_texts
+    from chatman.campaigns.dispatch import BATCH_SIZE, SendOptions, finish_run, sent_texts
     from chatman.messaging.delivery import recover_stale_claims
 
     settings, db, connection = _context()
@@ -437,7 +464,7 @@ def recover_stale_sends(now: str) -> dict:
             _provider(),
             at,
             legacy_before=at - timedelta(seconds=settings.stale_claim_s),
-            describe=sent_texts,
+            describe=partial(sent_texts, options=SendOptions(links=link_options(settings))),
         )
         for run_id, ids in report.pending.items():
             # At the front: these rows have waited longest.

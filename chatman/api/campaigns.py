@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from zoneinfo import ZoneInfo
 
 import marshmallow as ma
@@ -18,8 +17,8 @@ from chatman.campaigns.preflight import Preflight, preflight
 from chatman.errors import Invalid
 from chatman.extensions import redis_client, request_session, settings
 from chatman.jobs import enqueue_dispatch, enqueue_sync
-from chatman.ledger.counters import stored
 from chatman.messaging import policy
+from chatman.reports import funnel
 
 blp = Blueprint("campaigns", __name__, url_prefix="/campaigns", description="Campaigns")
 blp.before_request(require_token)
@@ -135,6 +134,14 @@ class CampaignSchema(ma.Schema):
         dump_only=True, allow_none=True, metadata={"description": "why a scheduled launch failed"}
     )
     counters = ma.fields.Dict(dump_only=True, metadata={"description": "metric -> count over all runs"})
+    rates = ma.fields.Dict(
+        dump_only=True,
+        metadata={
+            "description": "delivered (delivered / sent), read (read / delivered), replied (replied / "
+            "delivered), clicked (clicked / delivered), as fractions; null when nothing was sent. "
+            "The whole report: GET /campaigns/{id}/report"
+        },
+    )
     runs = ma.fields.List(ma.fields.Nested(RunSchema), dump_only=True)
     preflight = ma.fields.Nested(PreflightSchema, dump_only=True, metadata={"description": "on launch"})
 
@@ -150,17 +157,11 @@ class ScheduleSchema(ma.Schema):
     timezone = fields.Text(required=True, max=64, metadata={"description": "IANA name, e.g. Asia/Kolkata"})
 
 
-def _dump(campaign, preflight: Preflight | None = None) -> dict:
+def _dump(campaign, preflight: Preflight | None = None, summary: dict | None = None) -> dict:
     session = request_session()
     step = lifecycle.campaign_step(session, campaign.id)
     links = lifecycle.campaign_segments(session, campaign.id)
-    totals: Counter[str] = Counter()
-    per_run: dict[int, Counter[str]] = defaultdict(Counter)
-    per_step: dict[int, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
-    for (_, run_id, step_id, metric), value in stored(session, campaign.id).items():
-        totals[metric] += value
-        per_run[run_id][metric] += value
-        per_step[run_id][str(step_id)][metric] += value
+    summary = summary or funnel.summaries(session, [campaign.id])[campaign.id]
     runs = [
         {
             "id": run.id,
@@ -168,8 +169,8 @@ def _dump(campaign, preflight: Preflight | None = None) -> dict:
             "status": run.status,
             "completed_at": run.completed_at,
             "skipped": (run.context or {}).get("skipped"),
-            "counters": dict(per_run[run.id]),
-            "steps": {k: dict(v) for k, v in per_step[run.id].items()},
+            "counters": summary["runs"].get(run.id, {}),
+            "steps": summary["steps"].get(run.id, {}),
         }
         for run in lifecycle.campaign_runs(session, campaign.id)
     ]
@@ -195,7 +196,8 @@ def _dump(campaign, preflight: Preflight | None = None) -> dict:
         "send_window": campaign.send_window,
         "completed_at": campaign.completed_at,
         "last_error": campaign.last_error,
-        "counters": dict(totals),
+        "counters": summary["counters"],
+        "rates": summary["rates"],
         "runs": runs,
         **({"preflight": preflight.as_dict()} if preflight else {}),
     }
@@ -233,7 +235,8 @@ class Campaigns(MethodView):
             request_session(), args.get("status"), args.get("after"), args["limit"]
         )
         next_after = campaigns[-1].id if len(campaigns) == args["limit"] else None
-        return {"items": [_dump(c) for c in campaigns], "next_after": next_after}
+        summaries = funnel.summaries(request_session(), [c.id for c in campaigns])
+        return {"items": [_dump(c, summary=summaries[c.id]) for c in campaigns], "next_after": next_after}
 
     @blp.arguments(
         CampaignSchema,

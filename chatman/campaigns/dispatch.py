@@ -27,12 +27,12 @@ from chatman.campaigns.models import ENROLLING_KINDS, Campaign, CampaignRun, Cam
 from chatman.contacts.models import Contact
 from chatman.ledger import sending, states
 from chatman.ledger.models import Message
-from chatman.messaging import policy, send_window
+from chatman.messaging import links, policy, send_window
 from chatman.messaging.delivery import AMBIGUOUS_HOLD, record_answers
 from chatman.messaging.models import Template
 from chatman.messaging.providers import OutboundMessage, Provider, send_safely, status_callback_for
 from chatman.messaging.ratelimit import RateLimiter
-from chatman.messaging.rendering import MissingVariable, render, resolve, tag_links
+from chatman.messaging.rendering import MissingVariable, render, resolve
 from chatman.timeutils import utcnow, zone_of
 
 BATCH_SIZE = 250
@@ -46,6 +46,8 @@ class SendOptions:
     concurrency: int = 32
     skip_us_marketing: bool = True
     cap: policy.Cap | None = None
+    # (public base url, secret key): links go out tracked; None: as written.
+    links: tuple[str, str] | None = None
 
 
 def freeze_run(
@@ -140,6 +142,7 @@ def _send_claimed(
     result.runs = {r.run_id for r in rows}
     session.execute(update(CampaignRun).where(CampaignRun.id.in_(result.runs)).values(progress_at=now))
     templates = _templates(session, rows)
+    tracker = links.Tracker(session, *options.links) if options.links else None
     skipped: dict[str, list[sending.ClaimedRow]] = defaultdict(list)
     paused: list[int] = []
     outgoing: list[Outgoing] = []
@@ -153,7 +156,7 @@ def _send_claimed(
         elif row.campaign_status == "paused":
             paused.append(row.id)
         else:
-            message = compose(row, templates, options)
+            message = compose(row, templates, options, tracker)
             if isinstance(message, str):
                 skipped[message].append(claimed)
             else:
@@ -294,7 +297,9 @@ def _templates(session: Session, rows: Sequence) -> dict[int, Template]:
     )
 
 
-def compose(row, templates: dict[int, Template], options: SendOptions) -> OutboundMessage | str:
+def compose(
+    row, templates: dict[int, Template], options: SendOptions, tracker: links.Tracker | None = None
+) -> OutboundMessage | str:
     """The message this row sends, or why it must not go: the campaign's own conditions
     (cancelled, template not approved, US marketing, a variable the contact lacks). DND and the
     window are the send policy's, asked right before the message leaves."""
@@ -302,18 +307,17 @@ def compose(row, templates: dict[int, Template], options: SendOptions) -> Outbou
     if row.campaign_status == "cancelled":
         return "cancelled"
     callback = status_callback_for(options.status_callback, row.id)
-    contact, utm = row.Contact, row.utm_campaign
+    contact = row.Contact
+    tag_links = links.rewriter(tracker, row.campaign_id, row.id, row.utm_campaign)
     if step.template_id is None:
-        return OutboundMessage(to=contact.phone, body=tag_links(step.body, utm), status_callback=callback)
+        return OutboundMessage(to=contact.phone, body=tag_links(step.body), status_callback=callback)
     template = templates[step.template_id]
     if template.status != "approved":
         return "template_not_approved"
     if options.skip_us_marketing and template.category == "marketing" and contact.phone.startswith("+1"):
         return "us_marketing"
     try:
-        values = {
-            k: tag_links(v, utm) for k, v in resolve(template.variables or {}, contact, row.context).items()
-        }
+        values = {k: tag_links(v) for k, v in resolve(template.variables or {}, contact, row.context).items()}
     except MissingVariable:
         return "missing_variable"
     if template.content_sid:
@@ -324,18 +328,22 @@ def compose(row, templates: dict[int, Template], options: SendOptions) -> Outbou
             status_callback=callback,
         )
     return OutboundMessage(
-        to=contact.phone, body=tag_links(render(template.body, values), utm), status_callback=callback
+        to=contact.phone, body=tag_links(render(template.body, values)), status_callback=callback
     )
 
 
-def sent_texts(session: Session, claimed: Sequence[sending.ClaimedRow]) -> dict[int, str | None]:
+def sent_texts(
+    session: Session, claimed: Sequence[sending.ClaimedRow], options: SendOptions | None = None
+) -> dict[int, str | None]:
     """What these campaign rows say, as the provider shows it (None for a content template,
     which the provider renders): recovery compares it with what the provider lists."""
     rows = _rows(session, Message.id.in_([c.id for c in claimed]))
     templates = _templates(session, rows)
+    options = SendOptions(skip_us_marketing=False, links=options.links if options else None)
+    tracker = links.Tracker(session, *options.links) if options.links else None
     texts: dict[int, str | None] = {}
     for row in rows:
-        message = compose(row, templates, SendOptions(skip_us_marketing=False)) if row.Contact else None
+        message = compose(row, templates, options, tracker) if row.Contact else None
         texts[row.id] = message.body if isinstance(message, OutboundMessage) else None
     return texts
 

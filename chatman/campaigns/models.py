@@ -53,6 +53,9 @@ class Campaign(Base):
     # The hours and weekdays its messages may arrive, on the contact's clock
     # (messaging.send_window, as its as_dict()); None: any time.
     send_window: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # {"test_percent": 20, "judge_by": "read", "after_hours": 4}: the variants go to a test
+    # group first; after that many hours the best by that rate goes to the rest.
+    ab_test: Mapped[dict[str, Any] | None] = mapped_column(Json)
     # Why the clock could not launch it when it fell due (it went back to draft).
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -92,6 +95,12 @@ class CampaignStep(Base):
     # ({"if": "not_replied", "step": 1}); see campaigns.drips.
     wait: Mapped[dict[str, Any] | None] = mapped_column(Json)
     condition: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # A/B variants of a one-time or recurring campaign's message: the campaign's step is
+    # variant A, the others (B to E) are steps of their own with `variant_of` naming it, so
+    # each variant's rows and counters are those of its step (see campaigns.variants).
+    variant_of: Mapped[int | None] = mapped_column(Id, ForeignKey("campaign_steps.id", ondelete="CASCADE"))
+    label: Mapped[str | None] = mapped_column(String(1))
+    percent: Mapped[int | None] = mapped_column(Integer)
 
 
 class CampaignRun(Base):

@@ -24,6 +24,7 @@ from chatman.ledger import states
 from chatman.ledger.models import Message
 from chatman.messaging import policy, send_window
 from chatman.messaging.models import Template
+from chatman.reports import overview
 from chatman.timeutils import utcnow, zone_of
 
 
@@ -168,9 +169,7 @@ def _reached_in_24h(session: Session, campaign_id: int, reasons, now: datetime) 
     """Contacts messaged in the last 24 hours, plus the eligible ones among the audience who
     were not: the sender's messaging limit counts unique contacts per rolling 24 hours."""
     since = now - policy.WINDOW
-    recent = session.scalar(
-        select(func.count(func.distinct(Message.contact_id))).where(Message.submitted_at >= since)
-    )
+    recent = overview.reached_in_24h(session, now)
     fresh = session.scalar(
         select(func.count())
         .select_from(Contact)

@@ -27,6 +27,8 @@ class Message(Base):
         Index("ix_messages_submitted_at", "submitted_at"),
         # The latest campaign message to a contact, for reply attribution.
         Index("ix_messages_contact_submitted", "contact_id", "submitted_at"),
+        # A campaign's recipients in id order: drill-down pages and the CSV export.
+        Index("ix_messages_campaign_id", "campaign_id", "id"),
         # Held rows by when their send window opens (the clock releases them then).
         Index(
             "ix_messages_held",
@@ -73,6 +75,8 @@ class Message(Base):
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The contact's first reply to this message (quoted it, tapped a button, or wrote soon after).
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The contact's first click on a tracked link of this message.
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -137,5 +141,35 @@ class CampaignStat(Base):
     run_id: Mapped[int] = mapped_column(Id, ForeignKey("campaign_runs.id", ondelete="CASCADE"))
     step_id: Mapped[int] = mapped_column(Id, ForeignKey("campaign_steps.id", ondelete="CASCADE"))
     metric: Mapped[str] = mapped_column(String(48))
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+    squashed: Mapped[bool] = mapped_column(default=False)
+
+
+class CampaignSeries(Base):
+    """A change of a time-series count per (campaign, 15-minute bucket in UTC, metric),
+    inserted in the transaction of the change it counts, squashed like `CampaignStat`.
+
+    Fifteen minutes divide every UTC offset in use (Nepal's +05:45 among them), so these
+    buckets add up exactly to the half-hours, hours, days and months of any viewer's zone.
+    Metrics: sent, delivered, read, failed, replied, clicked (when the first of each happened),
+    and failed:<code>.
+    """
+
+    __tablename__ = "campaign_series"
+    __table_args__ = (
+        Index("ix_campaign_series_campaign_bucket", "campaign_id", "bucket_at"),
+        Index("ix_campaign_series_bucket", "bucket_at"),
+        Index(
+            "ix_campaign_series_unsquashed",
+            "campaign_id",
+            postgresql_where=text("NOT squashed"),
+            sqlite_where=text("NOT squashed"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    bucket_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    metric: Mapped[str] = mapped_column(String(32))
     value: Mapped[int] = mapped_column(BigInteger, default=0)
     squashed: Mapped[bool] = mapped_column(default=False)

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from chatman.ledger import counters, states
+from chatman.ledger import counters, series, states
 from chatman.ledger.models import ClaimLease, Message
 from chatman.ledger.status import apply_pending_events
 from chatman.timeutils import utcnow
@@ -373,6 +373,7 @@ def record_results(
         )
         for code, group in _group_by_code(failed).items():
             _count(session, group, states.FAILED, error_code=code)
+        series.add_failures(session, [(f.row.campaign_id, f.code, now) for f in failed])
     if unconfirmed:
         session.execute(
             update(Message)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from chatman.db import TRY_AGAIN_LATER
 from chatman.dialects import insert_ignore
-from chatman.ledger import counters, states
+from chatman.ledger import counters, series, states
 from chatman.ledger.models import Message, MessageEvent
 from chatman.timeutils import utcnow
 
@@ -31,6 +31,9 @@ TIMESTAMP = {
     states.READ: "read_at",
     states.FAILED: "failed_at",
 }
+TIMES = tuple(getattr(Message, c) for c in TIMESTAMP.values())
+METRIC = {column: metric for metric, column in series.TIMED.items()}
+TIMES_CHARTED = ("sent_at", "delivered_at", "read_at")
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,7 @@ def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[st
             Message.skip_reason,
             Message.error_code,
             Message.submitted_at,
+            *TIMES,
         )
         .where(Message.provider_sid.in_(sids))
         .order_by(Message.id)
@@ -247,6 +251,8 @@ def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[st
             MessageEvent.status,
             MessageEvent.error_code,
             MessageEvent.error_message,
+            MessageEvent.received_at,
+            MessageEvent.payload,
         )
         .where(MessageEvent.provider_sid.in_(known), MessageEvent.applied.is_(False))
         .order_by(MessageEvent.id)
@@ -254,10 +260,14 @@ def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[st
         pending[event.provider_sid].append(event)
     changes: list[dict[str, Any]] = []
     deltas = []
+    timed, failures = [], []
     for row in messages:
-        values = _fold(row.status, pending.get(row.provider_sid, ()), now)
+        values = _fold(row, pending.get(row.provider_sid, ()), now)
         if values is None:
             continue
+        timed += [(row.campaign_id, METRIC[c], values[c]) for c in TIMES_CHARTED if c in values]
+        if "failed_at" in values:
+            failures.append((row.campaign_id, values["error_code"], values["failed_at"]))
         submitted = row.submitted_at is not None
         before = counters.metrics_of(row.status, row.skip_reason, row.error_code, submitted)
         after = counters.metrics_of(values["status"], row.skip_reason, values["error_code"], submitted)
@@ -272,6 +282,8 @@ def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[st
             [{"_id": change["_id"], **{f"v_{c}": change[c] for c in columns}} for change in group],
         )
     counters.apply(session, deltas)
+    series.add(session, timed)
+    series.add_failures(session, failures)
     applied = [e.id for events in pending.values() for e in events]
     for start in range(0, len(applied), 1000):
         session.execute(
@@ -282,15 +294,19 @@ def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[st
     return len(changes), known
 
 
-def _fold(current: str, events: Iterable, now: datetime) -> dict[str, Any] | None:
-    """The row's new values after `events`, or None when none moves it forward."""
+def _fold(row, events: Iterable, now: datetime) -> dict[str, Any] | None:
+    """The row's new values after `events`, or None when none moves it forward. Each state
+    reached is timed by its event (the provider's own time, else when we accepted it); a
+    state reached implies the ones before it (a read message was sent and delivered), which
+    take its time when they have none of their own."""
+    current = row.status
     target, error = current, (None, None)
-    reached = []
+    times: dict[str, datetime] = {}
     for event in events:
         new = states.PROVIDER_STATUS.get(event.status)
         if new is None or not states.moves_forward(current, new):
             continue
-        reached.append(new)
+        times[new] = min(times.get(new, now), event_time(event, now))
         if states.moves_forward(target, new):
             target = new
             if new == states.FAILED:
@@ -300,10 +316,33 @@ def _fold(current: str, events: Iterable, now: datetime) -> dict[str, Any] | Non
     values: dict[str, Any] = {"status": target, "error_code": None, "error_message": None}
     if target == states.FAILED:
         values["error_code"], values["error_message"] = error
-    for state in reached:
-        if states.RANK[state] <= states.RANK[target]:
-            values[TIMESTAMP[state]] = now
+    # A failure is timed only when the row ends failed; it implies no earlier state.
+    chain = [states.FAILED] if target == states.FAILED else []
+    chain += [
+        s for s in (states.READ, states.DELIVERED, states.SENT) if states.RANK[s] <= states.RANK[target]
+    ]
+    later: datetime | None = None
+    for state in chain:
+        at = times.get(state)
+        if state != states.FAILED:
+            at = at if later is None else min(at or later, later)
+            later = at
+        column = TIMESTAMP[state]
+        if at is not None and getattr(row, column) is None:
+            values[column] = at
     return values
+
+
+def event_time(event, default: datetime) -> datetime:
+    """When a status happened: the provider's timestamp where its payload carries one (Meta's
+    Unix `timestamp`), else when our webhook accepted it."""
+    stamp = (event.payload or {}).get("timestamp")
+    if stamp is not None:
+        try:
+            return datetime.fromtimestamp(int(stamp), tz=UTC)
+        except (TypeError, ValueError, OverflowError, OSError):
+            pass
+    return event.received_at or default
 
 
 def _by_columns(changes: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from chatman.contacts.fields import normalise_phone
 from chatman.contacts.models import Contact
 from chatman.dialects import insert_ignore
-from chatman.ledger import counters
+from chatman.ledger import counters, series
 from chatman.ledger.models import Message
 from chatman.messaging.models import InboundMessage
 from chatman.timeutils import utcnow
@@ -158,3 +158,4 @@ def _mark_replied(session: Session, message_id: int, now: datetime) -> None:
     ).first()
     if row is not None:
         counters.apply(session, [(row.campaign_id, row.run_id, row.step_id, {"replied": 1})])
+        series.add(session, [(row.campaign_id, "replied", now)])

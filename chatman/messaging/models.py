@@ -66,3 +66,33 @@ class InboundMessage(Base):
     trigger_id: Mapped[int | None] = mapped_column(Id, ForeignKey("triggers.id", ondelete="SET NULL"))
     payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TrackedLink(Base):
+    """A link in a campaign's messages, sent as a short tracked link (`/r/<token>`). The
+    redirect goes only to this stored address: a token names a row, never a target."""
+
+    __tablename__ = "tracked_links"
+    __table_args__ = (UniqueConstraint("campaign_id", "url_hash", name="uq_tracked_links_campaign_url"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Id, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    # sha256 of the url: an index on a hash, not on text of any length.
+    url_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LinkClick(Base):
+    """One follow of a tracked link by the contact it was sent to."""
+
+    __tablename__ = "link_clicks"
+    __table_args__ = (
+        Index("ix_link_clicks_message", "message_id", "link_id"),
+        Index("ix_link_clicks_link", "link_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    link_id: Mapped[int] = mapped_column(Id, ForeignKey("tracked_links.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(Id, ForeignKey("messages.id", ondelete="CASCADE"))
+    clicked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

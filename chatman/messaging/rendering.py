@@ -104,17 +104,22 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def trailing_punctuation(url: str) -> tuple[str, str]:
+    """A link as matched in text, split from the punctuation that ends its sentence."""
+    trailing = ""
+    while url and url[-1] in ".,;:!?)":
+        trailing = url[-1] + trailing
+        url = url[:-1]
+    return url, trailing
+
+
 def tag_links(text: str, utm_campaign: str | None) -> str:
     """Append utm_campaign to every link that does not carry one already."""
     if not utm_campaign:
         return text
 
     def tag(match: re.Match) -> str:
-        url = match.group(0)
-        trailing = ""
-        while url and url[-1] in ".,;:!?)":
-            trailing = url[-1] + trailing
-            url = url[:-1]
+        url, trailing = trailing_punctuation(match.group(0))
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         if any(k == "utm_campaign" for k, _ in query):

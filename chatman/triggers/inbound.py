@@ -21,7 +21,7 @@ from chatman.contacts.models import Contact
 from chatman.dialects import insert_or_overwrite
 from chatman.flows import engine as flows
 from chatman.flows.models import Flow
-from chatman.messaging import policy
+from chatman.messaging import engagement, policy
 from chatman.messaging.inbound import InboundEvent, receive
 from chatman.messaging.models import InboundMessage, Template
 from chatman.messaging.outbox import CONFIRMATION, queue_message
@@ -68,6 +68,10 @@ def handle_inbound(
         select(Contact.id, Contact.dnd, Contact.dnd_reason).where(Contact.id == received.contact_id)
     ).one()
     opt = policy.words.classify(event.body, event.button_payload)
+    if received.reply_to_id is not None:
+        engagement.count_reply(
+            session, received.inbound_id, received.reply_to_id, event.button_payload, opt == "opt_out"
+        )
     if opt == "opt_out":
         handled.handled_by = "opt_out"
         if set_dnd(session, [contact.id], "opt_out", now):  # one confirmation, not one per STOP

@@ -21,7 +21,7 @@ from chatman.timeutils import utcnow
 from tests.factories import make_audience
 
 
-def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, session, redis, run_worker):
+def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, client, session, redis, run_worker):
     everyone, delhi = make_audience(session, 2000)
     template = save_template(
         session,
@@ -56,7 +56,14 @@ def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, se
     sent = Counter(m["to"] for m in SimulatorProvider(redis).sent())
     assert set(sent) == eligible and set(sent.values()) == {1}
     some = SimulatorProvider(redis).sent()[0]
-    assert some["body"].startswith("Hi Customer ") and some["body"].endswith("?utm_campaign=sale-nov")
+    # The link went out as a tracked link, which leads to it with the campaign's utm tag.
+    assert some["body"].startswith("Hi Customer ") and "https://shop.example" not in some["body"]
+    link = some["body"].rsplit(" ", 1)[1]
+    assert link.startswith("http://testserver/r/")
+    followed = client.get(link.removeprefix("http://testserver"))
+    assert followed.status_code == 302
+    assert followed.headers["Location"] == "https://shop.example/sale?utm_campaign=sale-nov"
+    assert client.get(link.removeprefix("http://testserver")[:-1] + "x").status_code == 404
 
     by_status = dict(session.execute(select(Message.status, func.count()).group_by(Message.status)).all())
     assert by_status == {"submitted": len(eligible), "skipped": len(dnd)}
@@ -69,6 +76,7 @@ def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, se
         totals[metric] += value
     assert totals["targeted"] == len(eligible) + len(dnd)
     assert totals["submitted"] == len(eligible) and totals["skipped:dnd"] == len(dnd)
+    assert totals["clicked"] == 1 and totals["clicks"] == 1
     with pytest.raises(Conflict):
         lifecycle.launch(session, campaign.id)
 
