@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from redis import Redis
 
 from chatman import inbox, jobs, queues
-from chatman.campaigns import dispatch, drips, lifecycle
+from chatman.campaigns import dispatch, drips, lifecycle, variants
 from chatman.config import Settings
 from chatman.contacts import imports
 from chatman.db import Database
@@ -291,6 +291,25 @@ def deliver_due_webhooks(db: Database, connection: Redis) -> TickTask:
     return task
 
 
+def decide_ab_tests(db: Database, connection: Redis) -> TickTask:
+    """Tick task: pick the winner of each A/B test whose hours are up, and send it to the rest
+    of the audience (once: the pick takes the run's row lock and finds it testing)."""
+
+    def task(now: datetime) -> int:
+        picked = []
+        with db.sessionmaker() as session:
+            for run_id in variants.due_tests(session, now):
+                if variants.pick_winner(session, run_id, now):
+                    picked.append(run_id)
+                session.commit()
+        for run_id in picked:
+            enqueue_dispatch(connection, run_id)
+        return len(picked)
+
+    task.__name__ = "decide_ab_tests"
+    return task
+
+
 def trim_old_events(db: Database, connection: Redis, retention_days: int) -> TickTask:
     """Tick task: delete applied status events older than the retention (reports do not read
     them), when the oldest one is old enough."""
@@ -320,6 +339,7 @@ def default_tasks(db: Database, connection: Redis, settings: Settings) -> list[T
         drain_inboxes(db, connection, settings),
         expire_flows(db, connection),
         squash_counters(db, connection),
+        decide_ab_tests(db, connection),
         trim_old_events(db, connection, settings.event_retention_days),
         simulated_network(connection),
         resume_imports(db, connection),

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from chatman.api import fields
 from chatman.api.auth import require_token
 from chatman.api.checks import check_request
-from chatman.campaigns import drips, lifecycle
+from chatman.campaigns import drips, lifecycle, variants
 from chatman.campaigns.models import CAMPAIGN_KINDS, CAMPAIGN_STATUSES, ENROLLING_KINDS, ENROLLMENT_STATUSES
 from chatman.campaigns.preflight import Preflight, preflight
 from chatman.errors import Invalid
@@ -29,7 +29,10 @@ class RunSchema(ma.Schema):
     id = fields.Id()
     occurrence_at = ma.fields.AwareDateTime()
     status = fields.Text(
-        metadata={"description": "freezing, sending, paused, completed, cancelled or skipped"}
+        metadata={
+            "description": "freezing, sending, testing (an A/B test group waits for its winner), "
+            "paused, completed, cancelled or skipped"
+        }
     )
     completed_at = ma.fields.AwareDateTime(allow_none=True)
     skipped = fields.Text(
@@ -38,6 +41,13 @@ class RunSchema(ma.Schema):
     )
     counters = ma.fields.Dict(metadata={"description": "metric -> count; per step in `steps`"})
     steps = ma.fields.Dict(metadata={"description": "step id -> {metric -> count}"})
+    ab = ma.fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "an A/B test's phase (testing, then rest), and once picked its winner, "
+            "judge_by, decided_at and each variant's scores"
+        },
+    )
 
 
 class PreflightSchema(ma.Schema):
@@ -72,6 +82,24 @@ class CampaignSchema(ma.Schema):
     utm_campaign = fields.Text(allow_none=True, max=100)
     template_id = fields.Id(allow_none=True)
     body = fields.Text(allow_none=True, max=4096, metadata={"description": "free text (24-hour window only)"})
+    variants = ma.fields.List(
+        ma.fields.Dict(),
+        allow_none=True,
+        metadata={
+            "description": "one-time and recurring: 2 to 5 A/B variants instead of template_id or body, "
+            '[{"template_id": 3, "percent": 50}, {"body": "Hi {{name}}", "percent": 50}], each '
+            "contact always getting the same one; shown with their label (A-E) and step_id"
+        },
+    )
+    ab_test = ma.fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": 'one-time with variants: {"test_percent": 20, "judge_by": "read", '
+            '"after_hours": 4}: the variants go to that share of the audience first; that many '
+            "hours after the launch, the one with the best rate (delivered, read, replied or "
+            "clicked: see the report's formulas) goes to the rest"
+        },
+    )
     include_segments = ma.fields.List(fields.Id(), load_default=list)
     exclude_segments = ma.fields.List(fields.Id(), load_default=list)
     owner = fields.Text(
@@ -169,6 +197,7 @@ def _dump(campaign, preflight: Preflight | None = None, summary: dict | None = N
             "status": run.status,
             "completed_at": run.completed_at,
             "skipped": (run.context or {}).get("skipped"),
+            "ab": (run.context or {}).get("ab"),
             "counters": summary["runs"].get(run.id, {}),
             "steps": summary["steps"].get(run.id, {}),
         }
@@ -184,6 +213,8 @@ def _dump(campaign, preflight: Preflight | None = None, summary: dict | None = N
         "utm_campaign": campaign.utm_campaign,
         "template_id": step.template_id,
         "body": step.body,
+        "variants": variants.as_dicts(variants.steps(session, step)),
+        "ab_test": campaign.ab_test,
         "include_segments": links["include"],
         "exclude_segments": links["exclude"],
         "recurrence": campaign.recurrence,

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from chatman.api import fields
 from chatman.api.auth import require_token
 from chatman.api.checks import check_request
-from chatman.campaigns import lifecycle
+from chatman.campaigns import lifecycle, variants
 from chatman.extensions import request_session, settings
 from chatman.reports import funnel, overview, recipients, timeseries
 
@@ -40,6 +40,13 @@ class ReportSchema(ma.Schema):
         ma.fields.Dict(), metadata={"description": "per run (occurrence): the same, with its steps"}
     )
     steps = ma.fields.List(ma.fields.Dict(), metadata={"description": "per step over all runs"})
+    variants = ma.fields.List(
+        ma.fields.Dict(),
+        metadata={
+            "description": "A/B variants side by side: label, step_id, percent, the rate they are "
+            "judged by (judged_by, rate) and each one's funnel; [] without variants"
+        },
+    )
 
 
 def _step_positions(session, campaign_id: int) -> dict[int, int]:
@@ -70,11 +77,28 @@ class CampaignReport(MethodView):
                     "run_id": run.id,
                     "occurrence_at": run.occurrence_at.isoformat(),
                     "status": run.status,
+                    "ab": (run.context or {}).get("ab"),
                     **figures,
                     "steps": steps(figures["steps"]),
                 }
             )
-        return {**report, "runs": runs, "steps": steps(report["steps"])}
+        main = lifecycle.campaign_step(session, campaign_id)
+        campaign = lifecycle.get_campaign(session, campaign_id)
+        judge_by = (campaign.ab_test or {}).get("judge_by")
+        compared = [
+            {
+                "label": step.label,
+                "step_id": step.id,
+                "percent": step.percent,
+                "judged_by": judge_by,
+                "rate": report["steps"].get(step.id, funnel.funnel({}))["rates"][judge_by]
+                if judge_by
+                else None,
+                **report["steps"].get(step.id, funnel.funnel({})),
+            }
+            for step in variants.steps(session, main)
+        ]
+        return {**report, "runs": runs, "steps": steps(report["steps"]), "variants": compared}
 
 
 class ScopeArgs(ma.Schema):

@@ -21,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from chatman.campaigns import variants
 from chatman.campaigns.audience import freeze_page
 from chatman.campaigns.lifecycle import campaign_step
 from chatman.campaigns.models import ENROLLING_KINDS, Campaign, CampaignRun, CampaignStep
@@ -359,6 +360,14 @@ def finish_run(session: Session, run_id: int, now: datetime | None = None) -> bo
     campaign = session.get(Campaign, run.campaign_id)
     if undecided or campaign.kind in ENROLLING_KINDS:
         return False  # a drip's run takes new rows while contacts go on; it ends with the campaign
+    if variants.phase(run) == "testing":  # the test group is done: the winner is picked later
+        session.execute(
+            update(CampaignRun)
+            .where(CampaignRun.id == run_id, CampaignRun.status == "sending")
+            .values(status="testing", progress_at=now)
+        )
+        session.commit()
+        return False
     moved = session.execute(
         update(CampaignRun)
         .where(CampaignRun.id == run_id, CampaignRun.status == "sending")
@@ -369,7 +378,8 @@ def finish_run(session: Session, run_id: int, now: datetime | None = None) -> bo
         campaign.kind == "one_time" or (campaign.kind == "recurring" and campaign.next_occurrence_at is None)
     ):
         still_open = exists().where(
-            CampaignRun.campaign_id == run.campaign_id, CampaignRun.status.in_(("freezing", "sending"))
+            CampaignRun.campaign_id == run.campaign_id,
+            CampaignRun.status.in_(("freezing", "sending", "testing")),
         )
         session.execute(
             update(Campaign)

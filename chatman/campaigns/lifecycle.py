@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatman.auth.accounts import find_user
-from chatman.campaigns import drips, recurrence
+from chatman.campaigns import drips, recurrence, variants
 from chatman.campaigns.models import (
     CAMPAIGN_KINDS,
     ENROLLING_KINDS,
@@ -50,10 +50,10 @@ def get_campaign(session: Session, campaign_id: int) -> Campaign:
 
 
 def campaign_step(session: Session, campaign_id: int) -> CampaignStep:
-    """The campaign's message (a drip's first step)."""
+    """The campaign's message (a drip's first step; variant A of an A/B campaign)."""
     return session.scalars(
         select(CampaignStep)
-        .where(CampaignStep.campaign_id == campaign_id)
+        .where(CampaignStep.campaign_id == campaign_id, CampaignStep.variant_of.is_(None))
         .order_by(CampaignStep.position)
         .limit(1)
     ).one()
@@ -111,6 +111,29 @@ def _set_message(session: Session, step: CampaignStep, data: Mapping[str, Any]) 
         step.body = data.get("body")
     if (step.template_id is None) == (step.body is None):
         raise Invalid("template_id", "give either template_id (a template) or body (free text)")
+
+
+def _set_variants(session: Session, campaign: Campaign, step: CampaignStep, data: Mapping[str, Any]) -> bool:
+    """A/B variants and their test, when given (see campaigns.variants); True when the
+    campaign now has variants, whose messages stand for the campaign's own."""
+    current = variants.as_dicts(variants.steps(session, step))
+    if "variants" not in data and "ab_test" not in data:
+        return current is not None
+    given = data.get("variants", current)
+    if given is not None and "variants" not in data:  # as saved: only the message and share count
+        given = [{k: v[k] for k in ("body", "template_id", "percent") if v[k] is not None} for v in given]
+    ab_test = data.get("ab_test", campaign.ab_test)
+    variants.check(campaign.kind, given, ab_test)
+    if given and ({"template_id", "body"} & {k for k, v in data.items() if v is not None}):
+        raise Invalid("variants", "with variants, each variant carries its message: no template_id or body")
+    for i, variant in enumerate(given or []):
+        template_id = variant.get("template_id")
+        if template_id is not None and session.get(Template, template_id) is None:
+            raise Invalid(f"variants[{i}].template_id", f"template {template_id} not found")
+    campaign.ab_test = ab_test
+    if "variants" in data:
+        variants.save(session, campaign, step, given)
+    return bool(given)
 
 
 def _set_audience(session: Session, campaign: Campaign, data: Mapping[str, Any]) -> None:
@@ -190,7 +213,9 @@ def create_campaign(session: Session, data: Mapping[str, Any]) -> Campaign:
     else:
         step = CampaignStep(campaign_id=campaign.id, position=0)
         session.add(step)
-        _set_message(session, step, data)
+        session.flush()
+        if not _set_variants(session, campaign, step, data):
+            _set_message(session, step, data)
     _set_audience(session, campaign, {"include_segments": [], **data})
     session.flush()
     return campaign
@@ -257,7 +282,9 @@ def update_campaign(session: Session, campaign_id: int, data: Mapping[str, Any])
         ):
             drips.set_steps(session, campaign, _steps_given(campaign, data))
     else:
-        _set_message(session, campaign_step(session, campaign_id), data)
+        step = campaign_step(session, campaign_id)
+        if not _set_variants(session, campaign, step, data):
+            _set_message(session, step, data)
     _set_audience(session, campaign, data)
     session.flush()
     return campaign
@@ -339,6 +366,8 @@ def launch(session: Session, campaign_id: int, now: datetime | None = None) -> C
         occurrence_key=occurrence.isoformat(),
         status="freezing",
         frozen_through=0,
+        # A test group goes first; the rest waits for the winner (campaigns.variants).
+        context={"ab": {"phase": "testing"}} if campaign.ab_test else None,
     )
     session.add(run)
     try:

@@ -111,7 +111,8 @@ class CampaignRun(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "occurrence_key", name="uq_campaign_runs_occurrence"),
         CheckConstraint(
-            "status IN ('freezing', 'sending', 'paused', 'completed', 'cancelled', 'skipped')", name="status"
+            "status IN ('freezing', 'sending', 'testing', 'paused', 'completed', 'cancelled', 'skipped')",
+            name="status",
         ),
     )
 

@@ -61,7 +61,9 @@ def check(kind: str, variants: Any, ab_test: Any) -> None:
             continue
         if (variant.get("body") is None) == (variant.get("template_id") is None):
             errors[f"{where}.body"] = ["give a body or a template_id, not both"]
-        elif variant.get("body") is not None and (not isinstance(variant["body"], str) or not variant["body"]):
+        elif variant.get("body") is not None and (
+            not isinstance(variant["body"], str) or not variant["body"]
+        ):
             errors[f"{where}.body"] = ["a body is text"]
         elif variant.get("template_id") is not None and (
             not isinstance(variant["template_id"], int) or isinstance(variant["template_id"], bool)
@@ -104,7 +106,9 @@ def steps(session: Session, main: CampaignStep) -> list[CampaignStep]:
     return [main, *others] if others else []
 
 
-def save(session: Session, campaign: Campaign, main: CampaignStep, variants: Sequence[Mapping] | None) -> None:
+def save(
+    session: Session, campaign: Campaign, main: CampaignStep, variants: Sequence[Mapping] | None
+) -> None:
     """Make the variants' steps (replacing earlier ones): A's message becomes the step's own."""
     session.execute(delete(CampaignStep).where(CampaignStep.variant_of == main.id))
     if not variants:
@@ -132,7 +136,13 @@ def as_dicts(variant_steps: Sequence[CampaignStep]) -> list[dict[str, Any]] | No
     if not variant_steps:
         return None
     return [
-        {"label": s.label, "step_id": s.id, "template_id": s.template_id, "body": s.body, "percent": s.percent}
+        {
+            "label": s.label,
+            "step_id": s.id,
+            "template_id": s.template_id,
+            "body": s.body,
+            "percent": s.percent,
+        }
         for s in variant_steps
     ]
 
@@ -156,7 +166,9 @@ def phase(run: CampaignRun) -> str | None:
     return ((run.context or {}).get("ab") or {}).get("phase")
 
 
-def judged(session: Session, run: CampaignRun, variant_steps: Sequence[CampaignStep], judge_by: str) -> list[dict]:
+def judged(
+    session: Session, run: CampaignRun, variant_steps: Sequence[CampaignStep], judge_by: str
+) -> list[dict]:
     """Each variant's counts in this run and the rate it is judged by."""
     per_step: dict[int, Counter[str]] = {s.id: Counter() for s in variant_steps}
     for (_, run_id, step_id, metric), value in counters.stored(session, run.campaign_id).items():
@@ -181,7 +193,9 @@ def due_tests(session: Session, now: datetime) -> list[int]:
         .join(Campaign, Campaign.id == CampaignRun.campaign_id)
         .where(CampaignRun.status == "testing", Campaign.status == "running")
     ).all()
-    return [r.id for r in rows if r.ab_test and r.occurrence_at + timedelta(hours=r.ab_test["after_hours"]) <= now]
+    return [
+        r.id for r in rows if r.ab_test and r.occurrence_at + timedelta(hours=r.ab_test["after_hours"]) <= now
+    ]
 
 
 def pick_winner(session: Session, run_id: int, now: datetime) -> bool:
@@ -196,7 +210,9 @@ def pick_winner(session: Session, run_id: int, now: datetime) -> bool:
     ).one()
     judge_by = campaign.ab_test["judge_by"]
     scores = judged(session, run, steps(session, main), judge_by)
-    best = max(scores, key=lambda s: (s["rate"] if s["rate"] is not None else -1.0, -LABELS.index(s["label"])))
+    best = max(
+        scores, key=lambda s: (s["rate"] if s["rate"] is not None else -1.0, -LABELS.index(s["label"]))
+    )
     run.context = {
         **(run.context or {}),
         "ab": {

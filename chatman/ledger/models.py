@@ -77,6 +77,8 @@ class Message(Base):
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The contact's first click on a tracked link of this message.
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The contact opted out (STOP) in answer to this message.
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -66,12 +66,16 @@ def stored(
     campaign_ids: Iterable[int] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    metrics: Iterable[str] | None = None,
 ) -> dict[Key, int]:
-    """Every count (the sum of its rows), of some campaigns or all, with buckets in [start, end)."""
+    """Every count (the sum of its rows), of some campaigns or all, with buckets in [start, end),
+    of some metrics or all."""
     columns = (CampaignSeries.campaign_id, CampaignSeries.bucket_at, CampaignSeries.metric)
     query = select(*columns, func.sum(CampaignSeries.value)).group_by(*columns)
     if campaign_ids is not None:
         query = query.where(CampaignSeries.campaign_id.in_(list(campaign_ids)))
+    if metrics is not None:
+        query = query.where(CampaignSeries.metric.in_(list(metrics)))
     if start is not None:
         query = query.where(CampaignSeries.bucket_at >= start)
     if end is not None:

@@ -3,19 +3,22 @@ tapped (per payload), opt-outs, and tracked-link clicks (per link, and in all).
 
 Each is counted once per message (a contact who taps the same button twice is one tap of
 it), in the transaction of the inbound message or click it counts, and `recount` computes
-them afresh from those rows.
+them afresh. What they are counted from holds no contact data (a message's taps, its
+`opted_out_at`, its clicks), so erasing a contact changes neither the counts nor the recount.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from chatman.dialects import insert_ignore
 from chatman.ledger import counters
 from chatman.ledger.models import Message
-from chatman.messaging.models import InboundMessage, LinkClick
+from chatman.messaging.models import LinkClick, MessageTap
 
 TAPPED = "tapped:"
 OPTED_OUT = "opted_out"
@@ -30,14 +33,28 @@ def tap_metric(payload: str) -> str:
 
 
 def count_reply(
-    session: Session, inbound_id: int, message_id: int, payload: str | None, opted_out: bool
+    session: Session, message_id: int, payload: str | None, opted_out: bool, now: datetime
 ) -> None:
-    """Count a tap of `payload` and/or an opt-out on `message_id`, unless an earlier inbound
-    message already counted it."""
+    """Count a tap of `payload` and/or an opt-out answering `message_id`, unless an earlier
+    reply already counted it (the unique tap row and the opt-out time decide, so two at once
+    count once)."""
     metrics = {}
-    if payload and not _earlier(session, inbound_id, message_id, InboundMessage.button_payload == payload):
+    if payload and insert_ignore(
+        session,
+        MessageTap,
+        [{"message_id": message_id, "payload": payload, "tapped_at": now}],
+        ["message_id", "payload"],
+    ):
         metrics[tap_metric(payload)] = 1
-    if opted_out and not _earlier(session, inbound_id, message_id, InboundMessage.handled_by == "opt_out"):
+    if (
+        opted_out
+        and session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.opted_out_at.is_(None))
+            .values(opted_out_at=now)
+            .returning(Message.id)
+        ).first()
+    ):
         metrics[OPTED_OUT] = 1
     if metrics:
         key = session.execute(
@@ -46,19 +63,8 @@ def count_reply(
         counters.apply(session, [(*key, metrics)])
 
 
-def _earlier(session: Session, inbound_id: int, message_id: int, condition) -> bool:
-    return (
-        session.scalar(
-            select(InboundMessage.id)
-            .where(InboundMessage.reply_to_id == message_id, InboundMessage.id != inbound_id, condition)
-            .limit(1)
-        )
-        is not None
-    )
-
-
 def recount(session: Session, campaign_id: int | None = None) -> dict[counters.Key, int]:
-    """Taps, opt-outs and clicks computed afresh from the inbound messages and clicks."""
+    """Taps, opt-outs and clicks computed afresh from the messages' taps, opt-out times and clicks."""
     key = (Message.campaign_id, Message.run_id, Message.step_id)
     counts: Counter[counters.Key] = Counter()
 
@@ -67,19 +73,13 @@ def recount(session: Session, campaign_id: int | None = None) -> dict[counters.K
         return query if campaign_id is None else query.where(Message.campaign_id == campaign_id)
 
     taps = where(
-        select(*key, InboundMessage.button_payload, func.count(func.distinct(InboundMessage.reply_to_id)))
-        .join(Message, Message.id == InboundMessage.reply_to_id)
-        .where(InboundMessage.button_payload.is_not(None), InboundMessage.button_payload != "")
-        .group_by(*key, InboundMessage.button_payload)
+        select(*key, MessageTap.payload, func.count())
+        .join(Message, Message.id == MessageTap.message_id)
+        .group_by(*key, MessageTap.payload)
     )
     for c, r, s, payload, n in session.execute(taps):
         counts[(c, r, s, tap_metric(payload))] += n
-    opt_outs = where(
-        select(*key, func.count(func.distinct(InboundMessage.reply_to_id)))
-        .join(Message, Message.id == InboundMessage.reply_to_id)
-        .where(InboundMessage.handled_by == "opt_out")
-        .group_by(*key)
-    )
+    opt_outs = where(select(*key, func.count()).where(Message.opted_out_at.is_not(None)).group_by(*key))
     for c, r, s, n in session.execute(opt_outs):
         counts[(c, r, s, OPTED_OUT)] += n
     clicks = where(

@@ -83,6 +83,19 @@ class TrackedLink(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class MessageTap(Base):
+    """A button of a campaign message that its contact tapped, once per payload: no contact
+    data, so it stays (and its count recounts) when the contact is erased."""
+
+    __tablename__ = "message_taps"
+    __table_args__ = (UniqueConstraint("message_id", "payload", name="uq_message_taps_message_payload"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    message_id: Mapped[int] = mapped_column(Id, ForeignKey("messages.id", ondelete="CASCADE"))
+    payload: Mapped[str] = mapped_column(String(256))
+    tapped_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class LinkClick(Base):
     """One follow of a tracked link by the contact it was sent to."""
 

@@ -27,7 +27,7 @@ from chatman.errors import Invalid
 from chatman.ledger import states
 from chatman.ledger.models import Message
 from chatman.messaging import engagement
-from chatman.messaging.models import InboundMessage, LinkClick
+from chatman.messaging.models import InboundMessage, LinkClick, MessageTap
 from chatman.reports import errors
 from chatman.timeutils import utcnow
 
@@ -43,9 +43,7 @@ SIMPLE = {
     "unconfirmed": Message.status == states.UNCONFIRMED,
     "replied": Message.replied_at.is_not(None),
     "clicked": Message.clicked_at.is_not(None),
-    "opted_out": exists().where(
-        InboundMessage.reply_to_id == Message.id, InboundMessage.handled_by == "opt_out"
-    ),
+    "opted_out": Message.opted_out_at.is_not(None),
 }
 OUTCOMES_HELP = (
     "a counter's name: targeted, skipped, skipped:<reason>, held, submitted, sent, delivered, read, "
@@ -69,11 +67,11 @@ def outcome(name: str) -> ColumnElement[bool]:
     if value and kind == "tapped":
         # A counter keeps a payload's first 40 characters: those name every longer payload.
         payload = (
-            InboundMessage.button_payload.startswith(value, autoescape=True)
+            MessageTap.payload.startswith(value, autoescape=True)
             if len(value) >= engagement.PAYLOAD_CHARS
-            else InboundMessage.button_payload == value
+            else MessageTap.payload == value
         )
-        return exists().where(InboundMessage.reply_to_id == Message.id, payload)
+        return exists().where(MessageTap.message_id == Message.id, payload)
     if value and kind == "link":
         if not value.isdigit():
             raise Invalid("outcome", f"link:{value} names no link: give its number")

@@ -8,9 +8,8 @@ zone; the edges are cut here, in Python, so both databases give the same buckets
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -88,14 +87,14 @@ def edges(start: datetime, end: datetime, granularity: str, zone: ZoneInfo) -> l
     out: list[datetime] = []
     if granularity in ("half_hour", "hour"):
         step = timedelta(minutes=30 if granularity == "half_hour" else 60)
-        at, stop = start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC"))
+        at, stop = start.astimezone(UTC), end.astimezone(UTC)
         while at < stop:
             out.append(at)
             at += step
     elif granularity in ("day", "month"):
         day, stop_day = start.date(), end.date()
         while day < stop_day:
-            out.append(_midnight(day, zone).astimezone(ZoneInfo("UTC")))
+            out.append(_midnight(day, zone).astimezone(UTC))
             # Calendar months: a range that starts mid-month has a short first bucket.
             day = (
                 day + timedelta(days=1)
@@ -129,13 +128,20 @@ def timeseries(
     granularity = granularity or default_granularity(begin, finish)
     cuts = edges(begin, finish, granularity, zone)
     keys = list(campaign_ids) if campaign_ids is not None else None
-    rows = series.stored(session, keys, begin.astimezone(ZoneInfo("UTC")), finish.astimezone(ZoneInfo("UTC")))
+    rows = series.stored(session, keys, begin.astimezone(UTC), finish.astimezone(UTC), METRICS)
     names = keys if keys is not None else ["all"]
     values = {name: {m: [0] * len(cuts) for m in METRICS} for name in names}
-    for (campaign_id, bucket_at, metric), n in rows.items():
-        index = bisect.bisect_right(cuts, bucket_at) - 1
-        if index >= 0 and metric in METRICS:
-            values[campaign_id if keys is not None else "all"][metric][index] += n
+    # Each 15-minute bucket of the range and the viewer's bucket it falls in, looked up by hash.
+    index_of, at, n = {}, cuts[0] if cuts else finish, 0
+    while at < finish:
+        while n + 1 < len(cuts) and cuts[n + 1] <= at:
+            n += 1
+        index_of[at] = n
+        at += series.BUCKET
+    for (campaign_id, bucket_at, metric), count in rows.items():
+        index = index_of.get(bucket_at)
+        if index is not None:
+            values[campaign_id if keys is not None else "all"][metric][index] += count
     return {
         "timezone": timezone,
         "preset": preset,

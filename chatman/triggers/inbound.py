@@ -69,9 +69,7 @@ def handle_inbound(
     ).one()
     opt = policy.words.classify(event.body, event.button_payload)
     if received.reply_to_id is not None:
-        engagement.count_reply(
-            session, received.inbound_id, received.reply_to_id, event.button_payload, opt == "opt_out"
-        )
+        engagement.count_reply(session, received.reply_to_id, event.button_payload, opt == "opt_out", now)
     if opt == "opt_out":
         handled.handled_by = "opt_out"
         if set_dnd(session, [contact.id], "opt_out", now):  # one confirmation, not one per STOP

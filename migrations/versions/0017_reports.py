@@ -1,4 +1,4 @@
-"""reports: time-series rollups, tracked links and their clicks, a campaign's rows by id
+"""reports: time-series rollups, tracked links and their clicks, taps and opt-outs per message, a campaign's rows by id
 
 Revision ID: 0017
 Revises: 0016
@@ -70,16 +70,31 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=op.f("pk_link_clicks")),
     )
     op.create_index("ix_link_clicks_message", "link_clicks", ["message_id", "link_id"])
+    op.create_table(
+        "message_taps",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("message_id", ID, nullable=False),
+        sa.Column("payload", sa.String(length=256), nullable=False),
+        sa.Column("tapped_at", WHEN, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["message_id"], ["messages.id"], name=op.f("fk_message_taps_message_id_messages"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_message_taps")),
+        sa.UniqueConstraint("message_id", "payload", name="uq_message_taps_message_payload"),
+    )
     op.create_index("ix_link_clicks_link", "link_clicks", ["link_id"])
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("clicked_at", WHEN, nullable=True))
+        batch_op.add_column(sa.Column("opted_out_at", WHEN, nullable=True))
     op.create_index("ix_messages_campaign_id", "messages", ["campaign_id", "id"])
 
 
 def downgrade():
     op.drop_index("ix_messages_campaign_id", table_name="messages")
     with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_column("opted_out_at")
         batch_op.drop_column("clicked_at")
+    op.drop_table("message_taps")
     op.drop_index("ix_link_clicks_link", table_name="link_clicks")
     op.drop_index("ix_link_clicks_message", table_name="link_clicks")
     op.drop_table("link_clicks")

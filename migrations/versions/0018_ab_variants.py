@@ -19,7 +19,14 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgres
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+OLD = "status IN ('freezing', 'sending', 'paused', 'completed', 'cancelled', 'skipped')"
+NEW = "status IN ('freezing', 'sending', 'testing', 'paused', 'completed', 'cancelled', 'skipped')"
+
+
 def upgrade():
+    with op.batch_alter_table("campaign_runs", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_campaign_runs_status"), type_="check")
+        batch_op.create_check_constraint(op.f("ck_campaign_runs_status"), NEW)
     with op.batch_alter_table("campaign_steps", schema=None) as batch_op:
         batch_op.add_column(sa.Column("variant_of", ID, nullable=True))
         batch_op.add_column(sa.Column("label", sa.String(length=1), nullable=True))
@@ -36,6 +43,10 @@ def upgrade():
 
 
 def downgrade():
+    op.execute(sa.text("UPDATE campaign_runs SET status = 'sending' WHERE status = 'testing'"))
+    with op.batch_alter_table("campaign_runs", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_campaign_runs_status"), type_="check")
+        batch_op.create_check_constraint(op.f("ck_campaign_runs_status"), OLD)
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
         batch_op.drop_column("ab_test")
     with op.batch_alter_table("campaign_steps", schema=None) as batch_op:

@@ -21,7 +21,9 @@ from chatman.timeutils import utcnow
 from tests.factories import make_audience
 
 
-def test_broadcast_submits_each_eligible_contact_once_and_counters_match(app, client, session, redis, run_worker):
+def test_broadcast_submits_each_eligible_contact_once_and_counters_match(
+    app, client, session, redis, run_worker
+):
     everyone, delhi = make_audience(session, 2000)
     template = save_template(
         session,
