@@ -252,7 +252,8 @@ def _apply(session: Session, sids: set[str], now: datetime) -> tuple[int, set[st
             MessageEvent.error_code,
             MessageEvent.error_message,
             MessageEvent.received_at,
-            MessageEvent.payload,
+            # The provider's own time, where its payload has one (only that key is read).
+            MessageEvent.payload["timestamp"].as_string().label("provider_timestamp"),
         )
         .where(MessageEvent.provider_sid.in_(known), MessageEvent.applied.is_(False))
         .order_by(MessageEvent.id)
@@ -336,7 +337,7 @@ def _fold(row, events: Iterable, now: datetime) -> dict[str, Any] | None:
 def event_time(event, default: datetime) -> datetime:
     """When a status happened: the provider's timestamp where its payload carries one (Meta's
     Unix `timestamp`), else when our webhook accepted it."""
-    stamp = (event.payload or {}).get("timestamp")
+    stamp = event.provider_timestamp
     if stamp is not None:
         try:
             return datetime.fromtimestamp(int(stamp), tz=UTC)
