@@ -47,6 +47,7 @@ def insert_ignore_returning(
     table = model.__table__
     stmt, dialect = _insert(session, table)
     if dialect == "postgresql" and len(rows) >= UNNEST_FROM:
+        rows = _with_defaults(table, rows)
         stmt = stmt.from_select(list(rows[0]), _unnested(session, table, rows))
     stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict_columns))
     if dialect == "postgresql" and len(rows) >= UNNEST_FROM:
@@ -64,6 +65,18 @@ def insert_ignore_returning(
 # From this many rows, PostgreSQL gets them as one array per column, unnested: a statement of
 # a few parameters, where executemany's batches of VALUES cost ~50 us a row to build and parse.
 UNNEST_FROM = 50
+
+
+def _with_defaults(table: Table, rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    """`rows` with the Python-side default of each column they leave out: executemany applies
+    those, INSERT ... SELECT does not (SQLAlchemy refuses it)."""
+    missing = {}
+    for column in table.columns:
+        default = column.default
+        if column.name in rows[0] or default is None or not (default.is_scalar or default.is_callable):
+            continue
+        missing[column.name] = default.arg(None) if default.is_callable else default.arg
+    return [{**row, **missing} for row in rows] if missing else rows
 
 
 def _unnested(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]):

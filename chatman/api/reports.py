@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from chatman.api import fields
 from chatman.api.auth import require_token
 from chatman.api.checks import check_request
-from chatman.campaigns import lifecycle, variants
+from chatman.campaigns import drips, lifecycle, variants
 from chatman.extensions import request_session, settings
 from chatman.reports import funnel, overview, recipients, timeseries
 
@@ -50,7 +50,7 @@ class ReportSchema(ma.Schema):
 
 
 def _step_positions(session, campaign_id: int) -> dict[int, int]:
-    return {s.id: s.position + 1 for s in lifecycle.campaign_steps(session, campaign_id)}
+    return {s.id: s.position + 1 for s in drips.steps_of(session, campaign_id)}
 
 
 @blp.route("/campaigns/<int:campaign_id>/report")

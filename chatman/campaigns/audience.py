@@ -112,11 +112,9 @@ def _freeze_variants(
                 "run_id": run.id,
                 "step_id": chosen.id,
                 "contact_id": contact_id,
-                "purpose": "campaign",
                 "status": "skipped" if dnd[contact_id] else "pending",
                 "skip_reason": "dnd" if dnd[contact_id] else None,
                 "attempts": 0,
-                "lookups": 0,
                 "created_at": now,
             }
         )

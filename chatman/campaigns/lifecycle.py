@@ -70,16 +70,6 @@ def list_campaigns(
     return list(session.scalars(query))
 
 
-def campaign_steps(session: Session, campaign_id: int) -> list[CampaignStep]:
-    return list(
-        session.scalars(
-            select(CampaignStep)
-            .where(CampaignStep.campaign_id == campaign_id)
-            .order_by(CampaignStep.position)
-        )
-    )
-
-
 def campaign_runs(session: Session, campaign_id: int) -> list[CampaignRun]:
     return list(
         session.scalars(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, not_, select, true
+from sqlalchemy import ColumnElement, and_, exists, literal, not_, select, true
 from sqlalchemy.orm import Session
 
 from chatman.contacts import segments
@@ -239,12 +239,6 @@ def export_csv(
             session.expire_all()
 
     return lines()
-
-
-def count(session: Session, scope: Scope, include: Sequence[str], exclude: Sequence[str] = ()) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Message).where(*scope.where(), matching(include, exclude))
-    )
 
 
 def retarget(
