@@ -73,6 +73,14 @@ ensure_redis_binary() {
   apt_install redis-server || die "redis-server is not installed and could not be installed here; install Redis or set REDIS_URL to a running one"
 }
 
+# The admin's browser tests drive Debian's Chromium (playwright cannot download its own here).
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+ensure_chromium() {
+  [ -x "$CHROMIUM" ] && return 0
+  say "installing chromium (for the admin UI's browser tests)"
+  apt_install chromium || die "chromium is not installed and could not be installed here; install it or set CHROMIUM to a Chromium binary"
+}
+
 postgres_answers() { "$PY" - "$1" <<'PY'
 import sys, psycopg
 url = sys.argv[1].replace("postgresql+psycopg://", "postgresql://")

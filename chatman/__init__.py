@@ -9,6 +9,7 @@ from chatman.config import Settings, load_settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     from chatman import cli, health
+    from chatman.admin import init_admin
     from chatman.api import init_api
     from chatman.extensions import init_extensions
     from chatman.webhooks import links as link_redirects
@@ -26,5 +27,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(twilio_webhooks.bp)
     app.register_blueprint(link_redirects.bp)
     init_api(app)
+    init_admin(app, settings)
     cli.init_cli(app)
     return app

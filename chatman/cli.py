@@ -217,38 +217,24 @@ def simulator_say(
     import time
 
     from chatman.contacts.fields import normalise_phone
-    from chatman.messaging.simulator import customer_says, sent_to
+    from chatman.messaging import simulator
 
     config = settings()
-    if config.twilio_account_sid and config.twilio_auth_token:
-        raise click.ClickException("Twilio is the provider (TWILIO_* are set): the simulator is off")
+    off = simulator.off_because(config)
+    if off:
+        raise click.ClickException(off)
     if not (text or button_payload):
         raise click.UsageError("say something: TEXT or --button PAYLOAD")
     try:
         phone = normalise_phone(phone, config.default_region)
-    except DomainError as error:
+        before = len(simulator.sent_to(redis_client(), phone))
+        simulator.say(config, phone, body=text, button_payload=button_payload, profile_name=profile_name)
+    except DomainError as error:  # NotReceived: the web process is not at PUBLIC_BASE_URL
         raise _fail(error) from None
-    before = len(sent_to(redis_client(), phone))
-    url = config.public_base_url + "/webhooks/twilio/inbound"
-    try:
-        _, status = customer_says(
-            url,
-            config.webhook_auth_token,
-            phone,
-            body=text,
-            button_payload=button_payload,
-            profile_name=profile_name,
-        )
-    except OSError as error:
-        raise click.ClickException(
-            f"nobody answers at {url} ({error}); is the web process running?"
-        ) from None
-    if status != 200:
-        raise click.ClickException(f"the inbound webhook at {url} answered HTTP {status}")
     deadline = time.monotonic() + wait
     shown = before
     while time.monotonic() < deadline:
-        answers = sent_to(redis_client(), phone)
+        answers = simulator.sent_to(redis_client(), phone)
         for answer in answers[shown:]:
             click.echo(f"business: {answer['body'] or answer['content_sid']}")
         shown = len(answers)

@@ -117,6 +117,52 @@ def enqueue_dispatch(connection: Redis, run_id: int, successor: bool = False) ->
     )
 
 
+def campaign_preflight(session, campaign_id: int, settings: Settings):
+    """What a launch now would do, with this install's messaging limit, US rule and cap."""
+    from chatman.campaigns.preflight import preflight
+    from chatman.messaging import policy
+
+    return preflight(
+        session,
+        campaign_id,
+        settings.sender_daily_limit,
+        settings.skip_us_marketing,
+        cap=policy.cap_of(settings),
+    )
+
+
+def launch_campaign(session, connection: Redis, campaign_id: int, settings: Settings):
+    """Launch now, for the API and the admin alike: refuse (Invalid) when the pre-flight
+    finds errors, else commit the launch and start its work. Returns the pre-flight report."""
+    from chatman.campaigns import lifecycle
+    from chatman.campaigns.models import ENROLLING_KINDS
+    from chatman.errors import Invalid
+
+    report = campaign_preflight(session, campaign_id, settings)
+    if report.errors:
+        raise Invalid.many({"preflight": report.errors})
+    run = lifecycle.launch(session, campaign_id)
+    session.commit()
+    if run is not None:
+        enqueue_dispatch(connection, run.id)
+    elif lifecycle.get_campaign(session, campaign_id).kind in ENROLLING_KINDS:
+        enqueue_sync(connection, campaign_id)
+    return report
+
+
+def change_campaign(session, connection: Redis, campaign_id: int, action: str, catch_up: bool = False):
+    """Pause, resume or cancel, committed; a resume restarts the runs' dispatch (batches that
+    met the pause put their rows back to pending)."""
+    from chatman.campaigns import lifecycle
+
+    campaign = lifecycle.set_status(session, campaign_id, action, catch_up=catch_up)
+    session.commit()
+    if action == "resume":
+        for run_id in lifecycle.active_runs(session, campaign_id):
+            enqueue_dispatch(connection, run_id)
+    return campaign
+
+
 def dispatch_run(run_id: int) -> int:
     """Freeze a run's audience and enqueue its send batches; safe to run again. A large
     audience is frozen over several jobs, each handing on to the next."""

@@ -13,11 +13,9 @@ from chatman.api.auth import require_token
 from chatman.api.checks import check_request
 from chatman.campaigns import drips, lifecycle, variants
 from chatman.campaigns.models import CAMPAIGN_KINDS, CAMPAIGN_STATUSES, ENROLLING_KINDS, ENROLLMENT_STATUSES
-from chatman.campaigns.preflight import Preflight, preflight
-from chatman.errors import Invalid
+from chatman.campaigns.preflight import Preflight
 from chatman.extensions import redis_client, request_session, settings
-from chatman.jobs import enqueue_dispatch, enqueue_sync
-from chatman.messaging import policy
+from chatman.jobs import campaign_preflight, change_campaign, launch_campaign
 from chatman.reports import funnel
 
 blp = Blueprint("campaigns", __name__, url_prefix="/campaigns", description="Campaigns")
@@ -235,14 +233,7 @@ def _dump(campaign, preflight: Preflight | None = None, summary: dict | None = N
 
 
 def _preflight(campaign_id: int) -> Preflight:
-    config = settings()
-    return preflight(
-        request_session(),
-        campaign_id,
-        config.sender_daily_limit,
-        config.skip_us_marketing,
-        cap=policy.cap_of(config),
-    )
+    return campaign_preflight(request_session(), campaign_id, settings())
 
 
 class CampaignListArgs(ma.Schema):
@@ -306,15 +297,7 @@ class Launch(MethodView):
         skipped and why, warnings); a report with errors refuses the launch (422).
         """
         session = request_session()
-        report = _preflight(campaign_id)
-        if report.errors:
-            raise Invalid.many({"preflight": report.errors})
-        run = lifecycle.launch(session, campaign_id)
-        session.commit()
-        if run is not None:
-            enqueue_dispatch(redis_client(), run.id)
-        elif lifecycle.get_campaign(session, campaign_id).kind in ENROLLING_KINDS:
-            enqueue_sync(redis_client(), campaign_id)
+        report = launch_campaign(session, redis_client(), campaign_id, settings())
         return _dump(lifecycle.get_campaign(session, campaign_id), report)
 
 
@@ -375,14 +358,8 @@ class ResumeSchema(ma.Schema):
 
 def _action(action: str):
     def post(self, *body: dict, campaign_id: int):
-        session = request_session()
         catch_up = bool(body and body[0].get("catch_up"))
-        campaign = lifecycle.set_status(session, campaign_id, action, catch_up=catch_up)
-        session.commit()
-        if action == "resume":  # batches that met the pause put their rows back to pending
-            for run_id in lifecycle.active_runs(session, campaign_id):
-                enqueue_dispatch(redis_client(), run_id)
-        return _dump(campaign)
+        return _dump(change_campaign(request_session(), redis_client(), campaign_id, action, catch_up))
 
     post.__doc__ = f"{action.capitalize()} the campaign."
     view = blp.response(200, CampaignSchema)(post)

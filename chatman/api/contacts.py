@@ -113,14 +113,13 @@ class ImportSchema(ma.Schema):
 
 
 def _import(record) -> dict:
-    size = record.size_bytes or 0
     return {
         "id": record.id,
         "status": record.status,
         "filename": record.filename,
-        "size_bytes": size,
+        "size_bytes": record.size_bytes or 0,
         "bytes_read": record.bytes_read,
-        "progress": 1.0 if record.status == "done" else min(record.bytes_read / size, 1.0) if size else 0.0,
+        "progress": imports.progress(record),
         "report": record.report,
         "error": record.error,
         "created_at": record.created_at,

@@ -53,52 +53,54 @@ def _step_positions(session, campaign_id: int) -> dict[int, int]:
     return {s.id: s.position + 1 for s in drips.steps_of(session, campaign_id)}
 
 
+def full_report(session, campaign_id: int) -> dict:
+    """`funnel.campaign_report` with each run's occurrence and status, steps numbered, and the
+    A/B variants side by side: what the API and the admin's report page show."""
+    campaign = lifecycle.get_campaign(session, campaign_id)
+    report = funnel.campaign_report(session, campaign_id)
+    positions = _step_positions(session, campaign_id)
+
+    def steps(by_step: dict) -> list[dict]:
+        return [{"step_id": s, "position": positions.get(s), **f} for s, f in by_step.items()]
+
+    runs = []
+    for run in lifecycle.campaign_runs(session, campaign_id):
+        figures = report["runs"].get(run.id)
+        if figures is None:
+            figures = {**funnel.funnel({}), "steps": {}}
+        runs.append(
+            {
+                "run_id": run.id,
+                "occurrence_at": run.occurrence_at.isoformat(),
+                "status": run.status,
+                "ab": (run.context or {}).get("ab"),
+                **figures,
+                "steps": steps(figures["steps"]),
+            }
+        )
+    main = lifecycle.campaign_step(session, campaign_id)
+    judge_by = (campaign.ab_test or {}).get("judge_by")
+    compared = [
+        {
+            "label": step.label,
+            "step_id": step.id,
+            "percent": step.percent,
+            "judged_by": judge_by,
+            "rate": report["steps"].get(step.id, funnel.funnel({}))["rates"][judge_by] if judge_by else None,
+            **report["steps"].get(step.id, funnel.funnel({})),
+        }
+        for step in variants.steps(session, main)
+    ]
+    return {**report, "runs": runs, "steps": steps(report["steps"]), "variants": compared}
+
+
 @blp.route("/campaigns/<int:campaign_id>/report")
 class CampaignReport(MethodView):
     @blp.response(200, ReportSchema)
     def get(self, campaign_id: int):
         """The campaign's funnel: counts, rates (formulas given), skipped by reason, failures by
         code with their meaning, button taps, link clicks, opt-outs; per run and per step."""
-        session = request_session()
-        lifecycle.get_campaign(session, campaign_id)
-        report = funnel.campaign_report(session, campaign_id)
-        positions = _step_positions(session, campaign_id)
-
-        def steps(by_step: dict) -> list[dict]:
-            return [{"step_id": s, "position": positions.get(s), **f} for s, f in by_step.items()]
-
-        runs = []
-        for run in lifecycle.campaign_runs(session, campaign_id):
-            figures = report["runs"].get(run.id)
-            if figures is None:
-                figures = {**funnel.funnel({}), "steps": {}}
-            runs.append(
-                {
-                    "run_id": run.id,
-                    "occurrence_at": run.occurrence_at.isoformat(),
-                    "status": run.status,
-                    "ab": (run.context or {}).get("ab"),
-                    **figures,
-                    "steps": steps(figures["steps"]),
-                }
-            )
-        main = lifecycle.campaign_step(session, campaign_id)
-        campaign = lifecycle.get_campaign(session, campaign_id)
-        judge_by = (campaign.ab_test or {}).get("judge_by")
-        compared = [
-            {
-                "label": step.label,
-                "step_id": step.id,
-                "percent": step.percent,
-                "judged_by": judge_by,
-                "rate": report["steps"].get(step.id, funnel.funnel({}))["rates"][judge_by]
-                if judge_by
-                else None,
-                **report["steps"].get(step.id, funnel.funnel({})),
-            }
-            for step in variants.steps(session, main)
-        ]
-        return {**report, "runs": runs, "steps": steps(report["steps"]), "variants": compared}
+        return full_report(request_session(), campaign_id)
 
 
 class ScopeArgs(ma.Schema):
@@ -170,6 +172,21 @@ class Recipients(MethodView):
         return {"items": items, "next_after": next_after}
 
 
+def csv_download(session, campaign_id: int, scope, args) -> Response:
+    """The export as a streamed download (the API's and the admin's)."""
+    lines = recipients.export_csv(session, scope, args["outcome"], args["not_"])
+
+    def stream():
+        yield from lines
+        session.rollback()  # the last page read: the transaction ends with the download
+
+    return Response(
+        stream_with_context(stream()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
+    )
+
+
 @blp.route("/campaigns/<int:campaign_id>/export.csv")
 class Export(MethodView):
     @blp.arguments(ScopeArgs, location="query")
@@ -178,18 +195,7 @@ class Export(MethodView):
         """The per-recipient ledger (status, times, error and its meaning, first reply) as CSV,
         streamed: any size of campaign in flat memory. Cells that a spreadsheet would run as
         formulas are prefixed with a quote."""
-        session = request_session()
-        lines = recipients.export_csv(session, _scope(campaign_id, args), args["outcome"], args["not_"])
-
-        def stream():
-            yield from lines
-            session.rollback()  # the last page read: the transaction ends with the download
-
-        return Response(
-            stream_with_context(stream()),
-            mimetype="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
-        )
+        return csv_download(request_session(), campaign_id, _scope(campaign_id, args), args)
 
 
 class RetargetSchema(ScopeArgs):

@@ -132,15 +132,13 @@ class Match(MethodView):
     @blp.response(200, MatchSchema)
     def post(self, args):
         """Which trigger a message would fire now (ignoring cooldowns): for testing triggers."""
-        index = crud.trigger_index(request_session())
-        now = utcnow()
-        found = [
-            c for c in index.candidates(args["text"], args["button_payload"]) if c.trigger.active_at(now)
-        ]
-        fallback = next((t for t in index.fallbacks if t.active_at(now)), None) if not found else None
-        chosen = found[0].trigger.id if found else fallback.id if fallback else None
+        match = crud.match_message(request_session(), args["text"], args["button_payload"], utcnow())
         return {
-            "trigger_id": chosen,
-            "fallback": fallback is not None,
-            "candidates": [{"trigger_id": c.trigger.id, "score": round(c.score, 1)} for c in found],
+            "trigger_id": match.trigger_id,
+            "fallback": match.fallback,
+            "candidates": [
+                {"trigger_id": c.trigger.id, "score": round(c.score, 1)}
+                for c in match.candidates
+                if c.trigger.id in match.active
+            ],
         }

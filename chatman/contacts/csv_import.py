@@ -344,6 +344,33 @@ def check_file_start(
     _check_caps(len(new), len(known_types), max_new_attributes, max_attributes)
 
 
+def preview(start: bytes, mapping: Mapping[str, str | None] | None = None, rows: int = 5) -> dict[str, Any]:
+    """A file's header, its first rows and where each column would go (phone, name, ...,
+    `attributes.<name>`, or nowhere), for a person to check the mapping before importing."""
+    cut = start.rfind(b"\n")
+    head = start if cut < 0 else start[: cut + 1]  # whole lines: the start may end mid-line
+    try:
+        head.decode("utf-8")
+        header, records = _records(io.BytesIO(head))
+        first = [values for _, values in islice(records, rows)]
+    except UnicodeDecodeError:
+        raise Invalid("file", "the file is not UTF-8 text; save it as 'CSV UTF-8'") from None
+    except csv.Error as exc:
+        raise Invalid("file", f"the file is not valid CSV: {exc}") from None
+    try:
+        plan, problem = plan_columns(header, mapping), None
+    except Invalid as error:
+        if error.field == "file" and not header:
+            raise
+        plan, problem = {}, error.message
+    return {
+        "header": header,
+        "rows": first,
+        "targets": {column: plan.get(column) for column in header},
+        "problem": problem,
+    }
+
+
 def _check_caps(new: int, existing: int, max_new: int, max_total: int) -> None:
     if new > max_new:
         raise Invalid(

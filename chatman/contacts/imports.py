@@ -69,6 +69,14 @@ def get_import(session: Session, import_id: int) -> ContactImport:
     return record
 
 
+def progress(record: ContactImport) -> float:
+    """How far an import has read its file, 0 to 1 (1 once done)."""
+    size = record.size_bytes or 0
+    if record.status == "done":
+        return 1.0
+    return min(record.bytes_read / size, 1.0) if size else 0.0
+
+
 def unfinished(session: Session) -> list[int]:
     """Imports queued or running: the clock makes sure each has a live job."""
     return list(

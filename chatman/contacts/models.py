@@ -41,6 +41,9 @@ class Contact(Base):
     opted_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     opt_in_source: Mapped[str | None] = mapped_column(String(64))
     last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Hand-over: a person answers this contact; the bot stays silent until they release it.
+    bot_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bot_paused_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -225,6 +225,17 @@ def preview_rules(
     return preview_condition(session, condition, sample_size)
 
 
+def segments_of(session: Session, contact_id: int, now: datetime | None = None) -> list[Segment]:
+    """The segments a contact is in now (static by membership, dynamic by their rules)."""
+    return [
+        segment
+        for segment in list_segments(session)
+        if session.scalar(
+            select(Contact.id).where(Contact.id == contact_id, segment_condition(session, segment.id, now))
+        )
+    ]
+
+
 def _static(session: Session, segment_id: int) -> Segment:
     segment = get_segment(session, segment_id)
     if segment.kind != "static":

@@ -20,9 +20,17 @@ from datetime import UTC, datetime
 
 import requests
 from redis import Redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
+from chatman.config import Settings
 from chatman.config import SimulatorSettings as NetworkSettings
+from chatman.contacts.fields import normalise_phone
+from chatman.contacts.models import Contact
+from chatman.errors import DomainError, Invalid
+from chatman.ledger.models import Message
+from chatman.messaging.models import InboundMessage, Template
 from chatman.messaging.providers import OutboundMessage, ProviderMessage, SendResult
 
 log = logging.getLogger(__name__)
@@ -243,3 +251,114 @@ def customer_says(
 def sent_to(connection: Redis, phone: str) -> list[dict]:
     """What the simulated network delivered to one phone, oldest first."""
     return [record for record in SimulatorProvider(connection).sent() if record["to"] == phone]
+
+
+class NotReceived(DomainError):
+    """Our own inbound webhook did not take a simulated customer's message."""
+
+
+def off_because(config: Settings) -> str | None:
+    """Why the simulator cannot be used (Twilio is the provider), or None when it can."""
+    if config.twilio_account_sid and config.twilio_auth_token:
+        return "Twilio is the provider (TWILIO_* are set): the simulator is off"
+    return None
+
+
+def say(
+    config: Settings,
+    phone: str,
+    body: str | None = None,
+    button_payload: str | None = None,
+    button_text: str | None = None,
+    replied_sid: str | None = None,
+    profile_name: str | None = None,
+) -> tuple[str, str]:
+    """A simulated customer writes (text, or a button tap) through the real signed inbound
+    webhook at PUBLIC_BASE_URL; returns (their phone in E.164, the message sid). Invalid when
+    there is nothing to say or no phone; NotReceived when the webhook did not take it."""
+    if not (body or button_payload):
+        raise Invalid("body", "say something: body or button_payload")
+    phone = normalise_phone(phone, config.default_region)
+    url = config.public_base_url + "/webhooks/twilio/inbound"
+    try:
+        sid, status = customer_says(
+            url,
+            config.webhook_auth_token,
+            phone,
+            body=body,
+            button_payload=button_payload,
+            button_text=button_text,
+            replied_sid=replied_sid,
+            profile_name=profile_name,
+        )
+    except OSError as error:  # requests' errors are OSErrors
+        raise NotReceived(
+            f"nobody answers at {url} ({error.__class__.__name__}); is PUBLIC_BASE_URL this server?"
+        ) from None
+    if status != 200:
+        raise NotReceived(
+            f"the inbound webhook at {url} answered HTTP {status}; the message was not received"
+        )
+    return phone, sid
+
+
+def conversation(session: Session, connection: Redis, phone: str) -> list[dict]:
+    """The conversation with one phone (E.164) as its screen shows it, oldest first: what the
+    customer wrote, and what the simulated network delivered to them, with the ledger status
+    of each and the buttons of the template it was (by its content sid) to tap."""
+    received = session.execute(
+        select(InboundMessage.body, InboundMessage.button_text, InboundMessage.received_at)
+        .join(Contact, Contact.id == InboundMessage.contact_id)
+        .where(Contact.phone == phone)
+    ).all()
+    messages = [
+        {"from": "customer", "text": r.body or r.button_text, "at": r.received_at.timestamp()}
+        for r in received
+    ]
+    delivered = sent_to(connection, phone)
+    sids = [s["sid"] for s in delivered]
+    contents = {s["content_sid"] for s in delivered if s.get("content_sid")}
+    ours = {
+        r.provider_sid: r
+        for r in session.execute(
+            select(Message.provider_sid, Message.status, Message.content).where(
+                Message.provider_sid.in_(sids)
+            )
+        )
+    }
+    buttons = dict(
+        session.execute(
+            select(Template.content_sid, Template.buttons).where(Template.content_sid.in_(contents))
+        ).all()
+    )
+    messages += [
+        {
+            "from": "business",
+            # A template sent by its content sid: the text the provider rendered, as we did.
+            "text": s["body"] if s["body"] is not None else _rendered(ours.get(s["sid"])),
+            "content_sid": s["content_sid"],
+            "sid": s["sid"],
+            "status": ours[s["sid"]].status if s["sid"] in ours else None,
+            "buttons": quick_replies(buttons.get(s["content_sid"]) or []),
+            "at": s.get("at", 0),
+        }
+        for s in delivered
+    ]
+    return sorted(messages, key=lambda m: m["at"])
+
+
+def _rendered(row) -> str | None:
+    return (row.content or {}).get("body") if row is not None else None
+
+
+def quick_replies(buttons: list) -> list[dict[str, str]]:
+    """A template's buttons as what a tap sends: {"payload", "text"}."""
+    replies = []
+    for button in buttons:
+        if not isinstance(button, dict):
+            continue
+        text = button.get("text") or button.get("title") or button.get("payload") or button.get("id")
+        payload = button.get("payload") or button.get("id") or text
+        if text:
+            replies.append({"payload": str(payload), "text": str(text)})
+    return replies

@@ -136,3 +136,15 @@ def summaries(session: Session, campaign_ids: Sequence[int]) -> dict[int, dict[s
         }
         for c in campaign_ids
     }
+
+
+def progress(counts: Mapping[str, int], finished: bool) -> float:
+    """How far a send has gone, 0 to 1: rows handed to the provider or settled without it. A
+    row that failed after it was submitted counts in both, so only a finished run shows 1."""
+    targeted = counts.get("targeted", 0)
+    if finished:
+        return 1.0
+    if not targeted:
+        return 0.0
+    done = counts.get("submitted", 0) + counts.get("skipped", 0)
+    return round(min(0.99, done / targeted), 4)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -18,7 +20,7 @@ from chatman.errors import Conflict, Invalid, NotFound
 from chatman.flows.models import Flow
 from chatman.messaging.models import Template
 from chatman.messaging.normalise import normalise
-from chatman.triggers.matcher import TriggerIndex, TriggerSpec, build_index, regex_error
+from chatman.triggers.matcher import Candidate, TriggerIndex, TriggerSpec, build_index, regex_error
 from chatman.triggers.models import ACTIONS, MATCH_TYPES, Trigger
 
 REVISION = "triggers"
@@ -214,3 +216,23 @@ def trigger_index(session: Session) -> TriggerIndex:
             triggers = session.scalars(select(Trigger).where(Trigger.enabled.is_(True)))
             index = _cache[database] = build_index([spec(t) for t in triggers], revision)
         return index
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which trigger would answer a message now (cooldowns aside), and every candidate."""
+
+    trigger_id: int | None
+    fallback: bool
+    candidates: list[Candidate]  # best first, active or not
+    active: frozenset[int]  # of the candidates, those inside their active hours
+
+
+def match_message(session: Session, text: str | None, button_payload: str | None, now: datetime) -> Match:
+    index = trigger_index(session)
+    every = index.candidates(text, button_payload)
+    active = frozenset(c.trigger.id for c in every if c.trigger.active_at(now))
+    found = [c for c in every if c.trigger.id in active]
+    fallback = next((t for t in index.fallbacks if t.active_at(now)), None) if not found else None
+    chosen = found[0].trigger.id if found else fallback.id if fallback else None
+    return Match(chosen, fallback is not None, every, active)

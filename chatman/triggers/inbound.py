@@ -1,8 +1,9 @@
 """Handling what a customer writes, in the webhook's transaction.
 
 Order: keep it (once) and open the window; opt-out/opt-in words; nothing more for a DND
-contact; the flow the contact is in takes the answer (unless a trigger matches and the flow
-lets triggers interrupt it); else the best matching trigger acts; else the fallback.
+contact, nor for one a person has taken over (hand-over: the bot is paused, triggers.handover);
+the flow the contact is in takes the answer (unless a trigger matches and the flow lets
+triggers interrupt it); else the best matching trigger acts; else the fallback.
 What is to be sent is queued in the ledger here and sent by jobs after the commit.
 """
 
@@ -65,7 +66,9 @@ def handle_inbound(
         return None
     handled = Handled(received.inbound_id, received.contact_id, reply_to=received.reply_to_id)
     contact = session.execute(
-        select(Contact.id, Contact.dnd, Contact.dnd_reason).where(Contact.id == received.contact_id)
+        select(Contact.id, Contact.dnd, Contact.dnd_reason, Contact.bot_paused_at).where(
+            Contact.id == received.contact_id
+        )
     ).one()
     opt = policy.words.classify(event.body, event.button_payload)
     if received.reply_to_id is not None:
@@ -89,6 +92,9 @@ def handle_inbound(
             )
     elif contact.dnd:
         handled.handled_by = "dnd"
+    elif contact.bot_paused_at is not None:  # a person answers: no trigger, flow or campaign
+        handled.handled_by = "person"
+        drips.exit_contact(session, contact.id, "replied", now)
     else:
         drips.exit_contact(session, contact.id, "replied", now)
         _converse(session, event, index, contact.id, handled, now)
