@@ -14,14 +14,14 @@ from sqlalchemy import select
 from chatman.admin.blueprint import bp, form_text, load, wants_json
 from chatman.api.flows import FlowSchema, FlowUpdateSchema
 from chatman.api.rules import RuleSchema, RuleUpdateSchema
-from chatman.api.triggers import MatchArgs, TriggerSchema, TriggerUpdateSchema
+from chatman.api.triggers import MatchArgs, TriggerSchema, TriggerUpdateSchema, opt_words
 from chatman.campaigns.lifecycle import get_campaign
 from chatman.campaigns.models import Campaign, CampaignStep
 from chatman.contacts.attributes import attribute_types
 from chatman.contacts.models import Contact
 from chatman.contacts.segments import list_segments
 from chatman.errors import Conflict, Invalid
-from chatman.extensions import request_session
+from chatman.extensions import request_session, settings
 from chatman.flows import crud as flows
 from chatman.messaging.templates import list_templates
 from chatman.outgoing.endpoints import list_endpoints
@@ -30,6 +30,7 @@ from chatman.rules.definition import STATUSES
 from chatman.rules.engine import dry_run
 from chatman.timeutils import utcnow
 from chatman.triggers import crud as triggers
+from chatman.triggers.intents import DEFAULT_EXAMPLE_THRESHOLD
 from chatman.triggers.models import MATCH_TYPES
 
 MATCH_LABELS = {
@@ -40,6 +41,14 @@ MATCH_LABELS = {
     "regex": "Regular expression (RE2)",
     "fuzzy": "Fuzzy phrase (tolerates typos)",
     "button": "Button payload",
+    "examples": "Example phrases only (matched by similarity)",
+}
+# A rule's "replied with" matches patterns: a rule has no example phrases.
+RULE_MATCH_TYPES = [m for m in MATCH_TYPES if m != "examples"]
+OPT_LABELS = {
+    "opt_out": "Opt-out: the contact would be opted out (DND) and sent the confirmation",
+    "opt_out_prompt": "Reads like an opt-out: the contact would be asked to reply STOP",
+    "opt_in": "Opt-in: a contact who opted out would be subscribed again",
 }
 ACTION_LABELS = {"reply": "Reply", "enroll": "Start a campaign", "flow": "Start a flow"}
 ON_TRIGGER_LABELS = {
@@ -77,11 +86,16 @@ def _trigger_form() -> dict[str, Any]:
     fallback = request.form.get("is_fallback") == "on"
     match_type = request.form.get("match_type") or None
     action = request.form.get("action") or None
-    patterns = [line.strip() for line in (request.form.get("patterns") or "").splitlines() if line.strip()]
+    patterns = _lines("patterns") if match_type != "examples" else []
+    examples = _lines("examples")
+    if not fallback and examples and not patterns:
+        match_type = "examples"  # example phrases and no patterns: nothing else it could mean
     data = {
         "name": form_text("name") or "",
         "match_type": match_type,
         "patterns": patterns,
+        "examples": examples,
+        "example_threshold": _number("example_threshold", float) if examples else None,
         "threshold": _number("threshold", float) if match_type == "fuzzy" and not fallback else None,
         "priority": _number("priority") or 0,
         "active_from": form_text("active_from"),
@@ -99,14 +113,20 @@ def _trigger_form() -> dict[str, Any]:
     return {k: v for k, v in data.items() if not (k == "match_type" and v is None)}
 
 
-def _pattern_errors(errors: dict[str, list[str]], patterns: list[str]) -> dict[str, list[str]]:
-    """patterns[3]'s reasons, said with the line they are about."""
+def _lines(name: str) -> list[str]:
+    """A textarea's non-empty lines, stripped."""
+    return [line.strip() for line in (request.form.get(name) or "").splitlines() if line.strip()]
+
+
+def _line_errors(errors: dict[str, list[str]], values: dict[str, Any]) -> dict[str, list[str]]:
+    """patterns[3]'s (or examples[3]'s) reasons, said with the line they are about."""
     shown: dict[str, list[str]] = {}
     for key, reasons in errors.items():
-        found = re.fullmatch(r"patterns\[(\d+)\]", key)
-        if found and int(found[1]) < len(patterns):
-            i = int(found[1])
-            reasons = [f"line {i + 1} ({patterns[i]}): {reason}" for reason in reasons]
+        found = re.fullmatch(r"(patterns|examples)(?:\[|\.)(\d+)\]?", key)
+        lines = (values.get(found[1]) or []) if found else []
+        if found and int(found[2]) < len(lines):
+            i = int(found[2])
+            reasons = [f"line {i + 1} ({lines[i]}): {reason}" for reason in reasons]
         shown[key] = reasons
     return shown
 
@@ -119,12 +139,15 @@ def _trigger_editor(trigger=None, values=None, errors=None, status=200):
             values = {field: getattr(trigger, field) for field in triggers.FIELDS}
     values = dict(values)
     values["patterns_text"] = "\n".join(values.get("patterns") or [])
+    values["examples_text"] = "\n".join(values.get("examples") or [])
     return (
         render_template(
             "admin/trigger_edit.html",
             trigger=trigger,
             values=values,
-            errors=_pattern_errors(errors or {}, values.get("patterns") or []),
+            errors=_line_errors(errors or {}, values),
+            default_example_threshold=f"{DEFAULT_EXAMPLE_THRESHOLD:g}",
+            pattern_types=",".join(m for m in MATCH_TYPES if m != "examples"),
             match_types=[(m, MATCH_LABELS[m]) for m in MATCH_TYPES],
             actions=list(ACTION_LABELS.items()),
             templates=[("", "— none —")] + _ids(list_templates(session)),
@@ -138,22 +161,38 @@ def _trigger_editor(trigger=None, values=None, errors=None, status=200):
 def _match(session, text: str | None, button_payload: str | None) -> dict[str, Any]:
     """Which trigger would answer a message now, as POST /api/v1/triggers/match decides it
     (the same index, candidates, active hours and fallback; cooldowns are not counted)."""
-    match = triggers.match_message(session, text, button_payload, utcnow())
+    match = triggers.match_message(session, text, button_payload, utcnow(), opt_words(settings()))
     chosen = match.trigger_id
     names = {t.id: t for t in triggers.list_triggers(session)}
+    winner = next(
+        (c for c in match.candidates if c.trigger.id == chosen and c.trigger.id in match.active), None
+    )
 
     def named(trigger_id: int) -> str:
         return names[trigger_id].name if trigger_id in names else f"trigger {trigger_id}"
 
+    opt = match.opt
     return {
         "trigger_id": chosen,
         "trigger_name": named(chosen) if chosen else None,
         "fallback": match.fallback,
+        "stage": winner.how if winner else None,
+        "phrase": winner.phrase if winner else None,
+        "clause": winner.clause if winner else None,
+        "score": round(winner.score, 1) if winner else None,
+        "opt": {
+            "kind": opt.kind,
+            "label": OPT_LABELS.get(opt.kind) if opt.kind else None,
+            "score": round(opt.score, 1),
+            "phrase": opt.phrase,
+        },
         "candidates": [
             {
                 "trigger_id": c.trigger.id,
                 "name": named(c.trigger.id),
                 "match_type": c.trigger.match_type,
+                "stage": c.how,
+                "phrase": c.phrase,
                 "priority": c.trigger.priority,
                 "score": round(c.score, 1),
                 "active": c.trigger.id in match.active,
@@ -650,7 +689,7 @@ def _rule_editor(campaign, rule=None, values=None, errors=None, dry=None, status
             ),
             events=EVENTS,
             statuses=STATUSES,
-            match_types=[(m, MATCH_LABELS[m]) for m in MATCH_TYPES],
+            match_types=[(m, MATCH_LABELS[m]) for m in RULE_MATCH_TYPES],
             rule_actions=RULE_ACTIONS,
             steps=_steps_of(session, campaign.id),
             attributes=[("", "— choose an attribute —")]

@@ -1,6 +1,9 @@
-"""/triggers: inbound intent triggers, and /triggers/match to try a message against them."""
+"""/triggers: inbound intent triggers, /triggers/match to try a message against them, and
+/triggers/unmatched with /triggers/<id>/examples to teach them what customers really write."""
 
 from __future__ import annotations
+
+from functools import cache
 
 import marshmallow as ma
 from flask.views import MethodView
@@ -9,11 +12,17 @@ from flask_smorest import Blueprint
 from chatman.api import fields
 from chatman.api.auth import require_token
 from chatman.api.checks import check_request
-from chatman.extensions import request_session
+from chatman.config import Settings
+from chatman.errors import Invalid, NotFound
+from chatman.extensions import request_session, settings
+from chatman.messaging.models import InboundMessage
 from chatman.timeutils import utcnow
 from chatman.triggers import crud
+from chatman.triggers.intents import DEFAULT_EXAMPLE_THRESHOLD
 from chatman.triggers.models import ACTIONS, MATCH_TYPES
+from chatman.triggers.optout import OptWords
 
+EXAMPLE_LENGTH = 500  # characters of one example phrase
 blp = Blueprint("triggers", __name__, url_prefix="/triggers", description="Inbound triggers")
 blp.before_request(require_token)
 blp.before_request(check_request)
@@ -25,10 +34,29 @@ class TriggerSchema(ma.Schema):
     match_type = fields.Text(
         validate=ma.validate.OneOf(MATCH_TYPES),
         metadata={
-            "description": "exact, keyword (whole words), starts_with, contains, regex (RE2), fuzzy, button"
+            "description": "exact, keyword (whole words), starts_with, contains, regex (RE2), fuzzy, "
+            "button, or examples (example phrases alone: the match type when it is left out and only "
+            "examples are given)"
         },
     )
     patterns = ma.fields.List(fields.Text(min=1, max=500), load_default=list)
+    examples = ma.fields.List(
+        fields.Text(min=1, max=EXAMPLE_LENGTH),
+        load_default=list,
+        metadata={
+            "description": f'up to {crud.MAX_EXAMPLES} ways customers say it ("where is my order", '
+            '"order kab aayega"), matched by similarity in any wording, clause by clause; any '
+            "trigger but the fallback may have them"
+        },
+    )
+    example_threshold = fields.Float(
+        allow_none=True,
+        validate=ma.validate.Range(min=1, max=100, error="{input} is out of range: between 1 and 100"),
+        metadata={
+            "description": "lowest similarity 1-100 to an example phrase that counts; "
+            f"{DEFAULT_EXAMPLE_THRESHOLD:g} when null"
+        },
+    )
     threshold = fields.Float(
         allow_none=True,
         validate=ma.validate.Range(min=1, max=100, error="{input} is out of range: between 1 and 100"),
@@ -59,6 +87,9 @@ class TriggerSchema(ma.Schema):
 class TriggerUpdateSchema(TriggerSchema):
     action = fields.Text(validate=ma.validate.OneOf(ACTIONS))
     patterns = ma.fields.List(fields.Text(min=1, max=500))
+    examples = ma.fields.List(
+        fields.Text(min=1, max=EXAMPLE_LENGTH), metadata={"description": "replaces every example phrase"}
+    )
     priority = fields.Integer()
     cooldown_s = fields.Integer(minimum=0)
     is_fallback = fields.Boolean()
@@ -75,10 +106,83 @@ class MatchArgs(ma.Schema):
             raise ma.ValidationError("give the text of a message, or a button_payload", "text")
 
 
+STAGE = "how it matched: its match type, or examples (by an example phrase)"
+PHRASE = "examples: the example phrase that came closest"
+CLAUSE = "examples: the part of the message it matched (normalised)"
+
+
+class CandidateSchema(ma.Schema):
+    trigger_id = fields.Id()
+    score = fields.Float(metadata={"description": "0-100"})
+    stage = fields.Text(metadata={"description": STAGE})
+    phrase = fields.Text(allow_none=True, metadata={"description": PHRASE})
+    clause = fields.Text(allow_none=True, metadata={"description": CLAUSE})
+
+
+class OptSchema(ma.Schema):
+    kind = fields.Text(
+        allow_none=True,
+        metadata={
+            "description": "opt_out (the contact would be opted out), opt_out_prompt (asked to reply "
+            "STOP), opt_in, or null; on opt_out and opt_out_prompt no trigger answers"
+        },
+    )
+    score = fields.Float(metadata={"description": "0-100; 100 for an opt-out word or button"})
+    phrase = fields.Text(
+        allow_none=True, metadata={"description": "the opt word or phrase it came closest to"}
+    )
+
+
 class MatchSchema(ma.Schema):
     trigger_id = fields.Id(allow_none=True)
     fallback = fields.Boolean()
-    candidates = ma.fields.List(ma.fields.Dict(), metadata={"description": "every match, best first"})
+    stage = fields.Text(allow_none=True, metadata={"description": f"the answering trigger's: {STAGE}"})
+    phrase = fields.Text(allow_none=True, metadata={"description": PHRASE})
+    clause = fields.Text(allow_none=True, metadata={"description": CLAUSE})
+    score = fields.Float(allow_none=True, metadata={"description": "the answering trigger's, 0-100"})
+    opt = ma.fields.Nested(OptSchema, metadata={"description": "opting out or in, judged first"})
+    candidates = ma.fields.List(
+        ma.fields.Nested(CandidateSchema), metadata={"description": "every match, best first"}
+    )
+
+
+class UnmatchedArgs(ma.Schema):
+    limit = fields.Integer(load_default=50, minimum=1, maximum=200, strict=False)
+    before_id = fields.Id(strict=False, metadata={"description": "the last inbound_id of the page before"})
+
+
+class NearestSchema(ma.Schema):
+    trigger_id = fields.Id()
+    name = fields.Text()
+    score = fields.Float(metadata={"description": "similarity 0-100, below the trigger's threshold"})
+    phrase = fields.Text(metadata={"description": "its example phrase that came closest"})
+
+
+class UnmatchedSchema(ma.Schema):
+    inbound_id = fields.Id()
+    body = fields.Text()
+    received_at = ma.fields.AwareDateTime()
+    handled_by = fields.Text(allow_none=True, metadata={"description": "fallback, or null: nothing answered"})
+    nearest = ma.fields.List(
+        ma.fields.Nested(NearestSchema),
+        metadata={"description": "the triggers whose example phrases came closest, best first"},
+    )
+
+
+class ExampleArgs(ma.Schema):
+    text = fields.Text(min=1, max=EXAMPLE_LENGTH, metadata={"description": "the phrase to add"})
+    inbound_id = fields.Id(metadata={"description": "or a message's id: its text is added"})
+
+    @ma.validates_schema
+    def _one(self, data: dict, **_kwargs) -> None:
+        if ("text" in data) == ("inbound_id" in data):
+            raise ma.ValidationError("give either text or inbound_id (one of them)", "text")
+
+
+@cache
+def opt_words(config: Settings) -> OptWords:
+    """The opt-out and opt-in words as the inbound webhook reads them."""
+    return OptWords.of(config.opt_out_keywords, config.opt_in_keywords, config.opt_out_payload)
 
 
 @blp.route("")
@@ -128,17 +232,94 @@ class TriggerById(MethodView):
 
 @blp.route("/match")
 class Match(MethodView):
-    @blp.arguments(MatchArgs)
+    @blp.arguments(MatchArgs, example={"text": "mera order kab aayega?"})
     @blp.response(200, MatchSchema)
     def post(self, args):
-        """Which trigger a message would fire now (ignoring cooldowns): for testing triggers."""
-        match = crud.match_message(request_session(), args["text"], args["button_payload"], utcnow())
+        """Which trigger a message would fire now (ignoring cooldowns): for testing triggers.
+
+        An opt-out (a word like STOP, the opt-out button, or a message that says it in other
+        words) is judged first: then `opt.kind` is opt_out or opt_out_prompt and no trigger
+        answers. `stage`, `phrase`, `clause` and `score` are the answering trigger's match
+        (null when none, or when the fallback answers); `candidates` are the matches within
+        their active hours, best first."""
+        match = crud.match_message(
+            request_session(), args["text"], args["button_payload"], utcnow(), opt_words(settings())
+        )
+        active = [c for c in match.candidates if c.trigger.id in match.active]
+        winner = next((c for c in active if c.trigger.id == match.trigger_id), None)
         return {
             "trigger_id": match.trigger_id,
             "fallback": match.fallback,
+            "stage": winner.how if winner else None,
+            "phrase": winner.phrase if winner else None,
+            "clause": winner.clause if winner else None,
+            "score": round(winner.score, 1) if winner else None,
+            "opt": {"kind": match.opt.kind, "score": round(match.opt.score, 1), "phrase": match.opt.phrase},
             "candidates": [
-                {"trigger_id": c.trigger.id, "score": round(c.score, 1)}
-                for c in match.candidates
-                if c.trigger.id in match.active
+                {
+                    "trigger_id": c.trigger.id,
+                    "score": round(c.score, 1),
+                    "stage": c.how,
+                    "phrase": c.phrase,
+                    "clause": c.clause,
+                }
+                for c in active
             ],
         }
+
+
+@blp.route("/unmatched")
+class Unmatched(MethodView):
+    @blp.arguments(UnmatchedArgs, location="query")
+    @blp.response(200, UnmatchedSchema(many=True))
+    def get(self, args):
+        """What customers wrote that no trigger answered (the fallback did, or nothing), newest
+        first, each with the triggers that came nearest: phrases worth adding as examples. The
+        next page: `before_id` = the last `inbound_id`."""
+        session = request_session()
+        found = crud.unmatched_messages(session, args["limit"], args.get("before_id"))
+        names = {t.id: t.name for t in crud.list_triggers(session)} if found else {}
+        return [
+            {
+                "inbound_id": u.message.id,
+                "body": u.message.body,
+                "received_at": u.message.received_at,
+                "handled_by": u.message.handled_by,
+                "nearest": [
+                    {
+                        "trigger_id": h.owner,
+                        "name": names.get(h.owner),
+                        "score": round(h.score, 1),
+                        "phrase": h.phrase,
+                    }
+                    for h in u.nearest
+                ],
+            }
+            for u in found
+        ]
+
+
+@blp.route("/<int:trigger_id>/examples")
+class Examples(MethodView):
+    @blp.arguments(ExampleArgs, example={"inbound_id": 1})
+    @blp.response(200, TriggerSchema)
+    def post(self, args, trigger_id: int):
+        """Add one example phrase to a trigger: `text`, or the text of an inbound message
+        (`inbound_id`, from /triggers/unmatched). A phrase it already has is not added twice."""
+        session = request_session()
+        crud.get_trigger(session, trigger_id)
+        phrase = args["text"] if "text" in args else _inbound_text(session, args["inbound_id"])
+        trigger = crud.add_example(session, trigger_id, phrase)
+        session.commit()
+        return trigger
+
+
+def _inbound_text(session, inbound_id: int) -> str:
+    message = session.get(InboundMessage, inbound_id)
+    if message is None:
+        raise NotFound(f"inbound message {inbound_id} not found", {"inbound_id": ["not found"]})
+    if not (message.body or "").strip():
+        raise Invalid("inbound_id", f"message {inbound_id} has no text (a button, media or location)")
+    if len(message.body.strip()) > EXAMPLE_LENGTH:
+        raise Invalid("inbound_id", f"message {inbound_id} is longer than {EXAMPLE_LENGTH} characters")
+    return message.body

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,16 +18,22 @@ from chatman.campaigns.models import Campaign
 from chatman.contacts.fields import validate_timezone
 from chatman.errors import Conflict, Invalid, NotFound
 from chatman.flows.models import Flow
-from chatman.messaging.models import Template
+from chatman.messaging.models import InboundMessage, Template
 from chatman.messaging.normalise import normalise
+from chatman.triggers import semantic
+from chatman.triggers.intents import OptVerdict
 from chatman.triggers.matcher import Candidate, TriggerIndex, TriggerSpec, build_index, regex_error
 from chatman.triggers.models import ACTIONS, MATCH_TYPES, Trigger
+from chatman.triggers.optout import OptWords, opt_verdict
+from chatman.triggers.phrases import Hit, prepare
 
 REVISION = "triggers"
 FIELDS = (
     "name",
     "match_type",
     "patterns",
+    "examples",
+    "example_threshold",
     "threshold",
     "priority",
     "active_from",
@@ -43,6 +49,7 @@ FIELDS = (
     "enabled",
 )
 MAX_PATTERNS = 200
+MAX_EXAMPLES = 50
 # A fuzzy trigger's lowest score when none is given: a phrase said with a typo or two, or with
 # a short word left out, still matches ("wher is my ordr" for "where is my order"); one that
 # shares a word or two does not ("my order was great" for "where is my order").
@@ -73,6 +80,9 @@ def save_trigger(session: Session, data: Mapping[str, Any], trigger_id: int | No
         trigger.enabled = True if trigger.enabled is None else trigger.enabled
         if trigger.is_fallback and not trigger.match_type:
             trigger.match_type = "exact"  # unused: a fallback answers what nothing else matched
+        trigger.examples = list(trigger.examples or [])
+        if not trigger.match_type and trigger.examples and not trigger.patterns:
+            trigger.match_type = "examples"  # described by example phrases alone
         if trigger.match_type == "fuzzy" and trigger.threshold is None and not trigger.is_fallback:
             trigger.threshold = DEFAULT_FUZZY_THRESHOLD
         _check(session, trigger)
@@ -106,8 +116,16 @@ def _check(session: Session, t: Trigger) -> None:
             fail("match_type", f"one of {', '.join(MATCH_TYPES)}")
         if t.threshold is not None:
             fail("threshold", "only a fuzzy trigger has a threshold")
+    elif t.match_type == "examples":
+        if t.patterns:
+            fail("patterns", 'a trigger of match type "examples" has example phrases, not patterns')
+        if t.threshold is not None:
+            fail("threshold", "only a fuzzy trigger has a threshold")
+        if not t.examples:
+            fail("examples", "give at least one example phrase")
     else:
         check_patterns(t.match_type, t.patterns, t.threshold, fail)
+    _check_examples(t, fail)
     if (t.active_from is None) != (t.active_until is None):
         fail("active_from", "give both active_from and active_until, or neither")
     for field in ("active_from", "active_until"):
@@ -131,8 +149,8 @@ def check_patterns(
 ) -> None:
     """What the matcher needs of a match type and its patterns (a trigger's, or a rule's
     "replied with"); each problem goes to `fail(field, reason)`."""
-    if match_type not in MATCH_TYPES:
-        fail(f"{field}match_type", f"one of {', '.join(MATCH_TYPES)}")
+    if match_type not in MATCH_TYPES or match_type == "examples":  # "examples" has no patterns
+        fail(f"{field}match_type", f"one of {', '.join(t for t in MATCH_TYPES if t != 'examples')}")
     if not isinstance(patterns, list) or not patterns:
         fail(f"{field}patterns", "give at least one pattern (a list of strings)")
         patterns = []
@@ -152,6 +170,29 @@ def check_patterns(
             fail(f"{field}threshold", f"{threshold} is out of range: between 1 and 100")
     elif threshold is not None:
         fail(f"{field}threshold", "only a fuzzy trigger has a threshold")
+
+
+def _check_examples(t: Trigger, fail: Callable[[str, str], None]) -> None:
+    if t.is_fallback and t.examples:
+        fail("examples", "a fallback answers what nothing else matched: it has no example phrases")
+    if len(t.examples) > MAX_EXAMPLES:
+        fail("examples", f"at most {MAX_EXAMPLES} example phrases per trigger")
+    for i, phrase in enumerate(t.examples):
+        if not isinstance(phrase, str) or not normalise(prepare(phrase)):
+            fail(f"examples[{i}]", "an example phrase needs words, not only punctuation or emoji")
+    if t.example_threshold is not None:
+        if not t.examples:
+            fail("example_threshold", "only a trigger with example phrases has an example threshold")
+        elif not 1 <= t.example_threshold <= 100:
+            fail("example_threshold", f"{t.example_threshold} is out of range: between 1 and 100")
+
+
+def add_example(session: Session, trigger_id: int, phrase: str) -> Trigger:
+    """Teach a trigger one more way customers say it (an unmatched message, say)."""
+    trigger = get_trigger(session, trigger_id)
+    if phrase.strip() in (p.strip() for p in trigger.examples or []):
+        return trigger
+    return save_trigger(session, {"examples": [*(trigger.examples or []), phrase.strip()]}, trigger_id)
 
 
 def _check_action(session: Session, t: Trigger, fail) -> None:
@@ -195,6 +236,8 @@ def spec(t: Trigger) -> TriggerSpec:
         timezone=t.timezone,
         cooldown_s=t.cooldown_s,
         is_fallback=t.is_fallback,
+        examples=tuple(t.examples or ()),
+        example_threshold=t.example_threshold,
     )
 
 
@@ -214,7 +257,9 @@ def trigger_index(session: Session) -> TriggerIndex:
         index = _cache.get(database)
         if index is None or index.revision != revision:
             triggers = session.scalars(select(Trigger).where(Trigger.enabled.is_(True)))
-            index = _cache[database] = build_index([spec(t) for t in triggers], revision)
+            index = _cache[database] = build_index(
+                [spec(t) for t in triggers], revision, semantic=semantic.available()
+            )
         return index
 
 
@@ -226,13 +271,55 @@ class Match:
     fallback: bool
     candidates: list[Candidate]  # best first, active or not
     active: frozenset[int]  # of the candidates, those inside their active hours
+    opt: OptVerdict = OptVerdict(None)  # an opt-out (or in) answers before any trigger
 
 
-def match_message(session: Session, text: str | None, button_payload: str | None, now: datetime) -> Match:
+def match_message(
+    session: Session,
+    text: str | None,
+    button_payload: str | None,
+    now: datetime,
+    words: OptWords | None = None,
+) -> Match:
     index = trigger_index(session)
+    opt = opt_verdict(words, index.intents, text, button_payload) if words else OptVerdict(None)
+    if opt.kind in ("opt_out", "opt_out_prompt"):
+        return Match(None, False, [], frozenset(), opt)
     every = index.candidates(text, button_payload)
     active = frozenset(c.trigger.id for c in every if c.trigger.active_at(now))
     found = [c for c in every if c.trigger.id in active]
     fallback = next((t for t in index.fallbacks if t.active_at(now)), None) if not found else None
     chosen = found[0].trigger.id if found else fallback.id if fallback else None
-    return Match(chosen, fallback is not None, every, active)
+    return Match(chosen, fallback is not None, every, active, opt)
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    message: InboundMessage
+    nearest: list[Hit]  # the triggers whose example phrases come closest, best first
+
+
+def unmatched_messages(session: Session, limit: int = 50, before_id: int | None = None) -> list[Unmatched]:
+    """Recent messages no trigger answered (the fallback did, or nothing), newest first, each
+    with the triggers that came nearest: the phrases worth adding as examples."""
+    query = (
+        select(InboundMessage)
+        .where(
+            InboundMessage.body.is_not(None),
+            or_(InboundMessage.handled_by == "fallback", InboundMessage.handled_by.is_(None)),
+        )
+        .order_by(InboundMessage.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(InboundMessage.id < before_id)
+    index = trigger_index(session)
+    return [Unmatched(m, nearest_triggers(index, m.body)) for m in session.scalars(query)]
+
+
+def nearest_triggers(index: TriggerIndex, text: str, limit: int = 3) -> list[Hit]:
+    if index.intents is None:
+        return []
+    norm = normalise(prepare(text))
+    hits = index.intents.phrases.best(norm, text) if norm else []
+    return [h for h in hits if isinstance(h.owner, int)][:limit]

@@ -1,6 +1,8 @@
 """Handling what a customer writes, in the webhook's transaction.
 
-Order: keep it (once) and open the window; opt-out/opt-in words; nothing more for a DND
+Order: keep it (once) and open the window; opt-out/opt-in words, then the same said in other
+words (triggers.intents: a clear request opts out, an uncertain one is asked to reply STOP and
+nothing else answers it); nothing more for a DND
 contact, nor for one a person has taken over (hand-over: the bot is paused, triggers.handover);
 the flow the contact is in takes the answer (unless a trigger matches and the flow lets
 triggers interrupt it); else the best matching trigger acts; else the fallback.
@@ -30,7 +32,7 @@ from chatman.messaging.rendering import MissingVariable, contact_values, render,
 from chatman.timeutils import utcnow
 from chatman.triggers.matcher import Candidate, TriggerIndex, TriggerSpec
 from chatman.triggers.models import Trigger, TriggerFiring
-from chatman.triggers.optout import OptWords
+from chatman.triggers.optout import OptWords, opt_verdict
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class InboundPolicy:
     opt_out_confirmation: str
     opt_in_confirmation: str
     reply_window: timedelta = timedelta(hours=72)
+    opt_out_prompt: str = "Reply STOP to stop all messages."
 
 
 @dataclass
@@ -70,7 +73,7 @@ def handle_inbound(
             Contact.id == received.contact_id
         )
     ).one()
-    opt = policy.words.classify(event.body, event.button_payload)
+    opt = opt_verdict(policy.words, index.intents, event.body, event.button_payload).kind
     if received.reply_to_id is not None:
         engagement.count_reply(session, received.reply_to_id, event.button_payload, opt == "opt_out", now)
     if opt == "opt_out":
@@ -83,6 +86,12 @@ def handle_inbound(
         if run is not None:
             flows.end(session, run, "stopped", now)
         drips.exit_contact(session, contact.id, "opted_out", now)
+    elif opt == "opt_out_prompt" and not contact.dnd and contact.bot_paused_at is None:
+        # It read like an opt-out: ask, and send nothing else (no offer answers "too many msgs").
+        handled.handled_by = "opt_out_prompt"
+        handled.queued.append(
+            queue_message(session, contact.id, CONFIRMATION, body=policy.opt_out_prompt, now=now)
+        )
     elif opt == "opt_in" and contact.dnd:
         handled.handled_by = "opt_in"
         # A marketer's DND (spam, a complaint) is theirs to lift; the contact lifts their own.

@@ -1,5 +1,10 @@
 """Which trigger an inbound message means: an index built once per trigger set.
 
+Stages, in order: a tapped button, the exact text and regexes are sure; when none of them
+matched, the example phrases (triggers.intents: by similarity, clause by clause, with chatter
+that starts nothing); when no phrase is close enough, keywords, openings, "contains" and fuzzy
+phrases.
+
 Every match type has a structure that finds its candidates without visiting each trigger:
 dictionaries for exact text, whole words or phrases, message openings and button payloads;
 one Aho-Corasick automaton for "contains"; one RE2 set for every regex (all patterns in one
@@ -20,6 +25,7 @@ import re2
 from rapidfuzz import fuzz, process
 
 from chatman.messaging.normalise import normalise
+from chatman.triggers.intents import Intents, build_intents
 
 # Higher is more specific: a tapped button says more than a fuzzy resemblance.
 SPECIFICITY = {
@@ -30,7 +36,13 @@ SPECIFICITY = {
     "contains": 3,
     "regex": 2,
     "fuzzy": 1,
+    "examples": 0,
 }
+# Found by these stages, a trigger is meant for sure: example phrases are not compared.
+SURE = frozenset(("button", "exact", "regex"))
+# Chatter this close silences a keyword or fuzzy match too ("got my refund, thanks" says
+# "refund"); a weaker resemblance ("I want a refund" / "got my refund, thanks") does not.
+CHATTER_OVER_WORDS = 70.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,8 @@ class TriggerSpec:
     timezone: str | None = None
     cooldown_s: int = 0
     is_fallback: bool = False
+    examples: tuple[str, ...] = ()
+    example_threshold: float | None = None
 
     def active_at(self, now: datetime) -> bool:
         if not (self.active_from and self.active_until):
@@ -60,10 +74,17 @@ class TriggerSpec:
 class Candidate:
     trigger: TriggerSpec
     score: float = 100.0
+    stage: str | None = None  # how it matched: a match type or "examples"; None: its match type
+    phrase: str | None = None  # the example phrase that won
+    clause: str | None = None  # the part of the message it matched
+
+    @property
+    def how(self) -> str:
+        return self.stage or self.trigger.match_type
 
     @property
     def rank(self) -> tuple[int, int, float]:
-        return (self.trigger.priority, SPECIFICITY[self.trigger.match_type], self.score)
+        return (self.trigger.priority, SPECIFICITY[self.how], self.score)
 
 
 @dataclass
@@ -82,9 +103,27 @@ class TriggerIndex:
     fuzzy_weights: list[int] = field(default_factory=list)  # each phrase's letters (its content words)
     fuzzy_triggers: list[TriggerSpec] = field(default_factory=list)
     fallbacks: list[TriggerSpec] = field(default_factory=list)
+    intents: Intents | None = None
+    by_id: dict[int, TriggerSpec] = field(default_factory=dict)
 
     def candidates(self, text: str | None, button_payload: str | None = None) -> list[Candidate]:
         """Every trigger the message matches, best first (before hours and cooldowns)."""
+        if not text or self.intents is None or self._patterns(text, button_payload, sure_only=True):
+            return self._patterns(text, button_payload)
+        understood = self.intents.understand(text)
+        if understood.chatter is not None and understood.chatter.score >= CHATTER_OVER_WORDS:
+            return []  # thanks or praise: a word it shares with a trigger asks for nothing
+        if understood.matches:
+            return [
+                Candidate(self.by_id[m.trigger_id], m.score, "examples", m.phrase, m.clause.text)
+                for m in understood.matches
+            ]
+        return self._patterns(text, button_payload)
+
+    def _patterns(
+        self, text: str | None, button_payload: str | None, sure_only: bool = False
+    ) -> list[Candidate]:
+        """Matches by the triggers' patterns, ranked; `sure_only`: buttons, exact text, regexes."""
         found: dict[int, Candidate] = {}
 
         def add(triggers: list[TriggerSpec], score: float = 100.0) -> None:
@@ -99,6 +138,7 @@ class TriggerIndex:
         norm = normalise(raw) if raw else ""
         if norm:
             add(self.exact.get(norm, []))
+        if norm and not sure_only:
             tokens = norm.split()
             for size in range(1, min(self.longest_phrase, len(tokens)) + 1):
                 add(self.openings.get(" ".join(tokens[:size]), []))
@@ -162,15 +202,18 @@ def _content_words(tokens: list[str]) -> list[str]:
     return words or tokens
 
 
-def build_index(triggers: list[TriggerSpec], revision: int = 0) -> TriggerIndex:
+def build_index(triggers: list[TriggerSpec], revision: int = 0, semantic: bool = False) -> TriggerIndex:
+    """`semantic`: blend in the packaged multilingual model (triggers.semantic)."""
     index = TriggerIndex(revision)
+    index.by_id = {t.id: t for t in triggers}
+    index.intents = build_intents(triggers, semantic)
     contains: dict[str, list[TriggerSpec]] = defaultdict(list)
     regexes = re2.Set.SearchSet(_regex_options())
     for trigger in triggers:
         if trigger.is_fallback:
             index.fallbacks.append(trigger)
             continue
-        for pattern in trigger.patterns:
+        for pattern in trigger.patterns if trigger.match_type != "examples" else ():
             if trigger.match_type == "button":
                 index.buttons[pattern.strip().lower()].append(trigger)
                 continue

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from chatman.db import Base, Id, Json, UTCDateTime
 from chatman.timeutils import utcnow
 
-MATCH_TYPES = ("exact", "keyword", "starts_with", "contains", "regex", "fuzzy", "button")
+# "examples": the trigger is described only by example phrases (any trigger may have them).
+MATCH_TYPES = ("exact", "keyword", "starts_with", "contains", "regex", "fuzzy", "button", "examples")
 ACTIONS = ("reply", "enroll", "flow")
 
 
@@ -21,7 +22,8 @@ class Trigger(Base):
     __tablename__ = "triggers"
     __table_args__ = (
         CheckConstraint(
-            "match_type IN ('exact', 'keyword', 'starts_with', 'contains', 'regex', 'fuzzy', 'button')",
+            "match_type IN ('exact', 'keyword', 'starts_with', 'contains', 'regex', 'fuzzy', 'button',"
+            " 'examples')",
             name="match_type",
         ),
         CheckConstraint("action IN ('reply', 'enroll', 'flow')", name="action"),
@@ -33,6 +35,10 @@ class Trigger(Base):
     patterns: Mapped[list[str]] = mapped_column(Json, default=list)
     # fuzzy only: the lowest rapidfuzz score (0-100) that counts as a match
     threshold: Mapped[float | None] = mapped_column(Float)
+    # Ways a customer might say it, matched by similarity (triggers.phrases) in any wording.
+    examples: Mapped[list[str]] = mapped_column(Json, default=list, server_default="[]")
+    # The lowest similarity (0-100) to an example phrase that counts; None: the default.
+    example_threshold: Mapped[float | None] = mapped_column(Float)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     # Active hours as local wall-clock "HH:MM" in `timezone`; None: always.
     active_from: Mapped[str | None] = mapped_column(String(5))

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chatman.messaging.normalise import normalise
+from chatman.triggers.intents import Intents, OptVerdict
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,17 @@ class OptWords:
         if text in self.opt_in:
             return "opt_in"
         return None
+
+
+def opt_verdict(
+    words: OptWords, intents: Intents | None, body: str | None, button_payload: str | None
+) -> OptVerdict:
+    """The opt words and the opt-out button first; then, for a typed message, what it says in
+    other words ("stop sending me these": opt_out; "why do you keep messaging me":
+    opt_out_prompt; "send me offers again": opt_in)."""
+    said = words.classify(body, button_payload)
+    if said is not None:
+        return OptVerdict(said, 100.0, body)
+    if button_payload or not body or intents is None:
+        return OptVerdict(None)
+    return intents.opt_verdict(body)

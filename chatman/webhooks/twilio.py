@@ -117,5 +117,6 @@ def _policy(config: Settings) -> InboundPolicy:
         words=OptWords.of(config.opt_out_keywords, config.opt_in_keywords, config.opt_out_payload),
         opt_out_confirmation=config.opt_out_confirmation,
         opt_in_confirmation=config.opt_in_confirmation,
+        opt_out_prompt=config.opt_out_prompt,
         reply_window=timedelta(hours=config.reply_window_h),
     )

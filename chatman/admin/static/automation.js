@@ -13,7 +13,7 @@
     const reasons = Object.entries((error.body && error.body.errors) || {}).map(([field, why]) =>
       el("li", {}, `${field}: ${[].concat(why).join(", ")}`),
     );
-    box.replaceChildren(el("p", { class: "error" }, error.message), reasons.length ? el("ul", {}, reasons) : null);
+    box.replaceChildren(el("p", { class: "error" }, error.message), reasons.length ? el("ul", {}, reasons) : "");
   };
 
   const whyNot = (c) => (c.chosen ? el("b", {}, "answers") : c.active ? "outranked" : "outside its active hours");
@@ -35,6 +35,16 @@
         failure(box, error);
         return;
       }
+      const opt = result.opt || {};
+      const stopped = opt.kind === "opt_out" || opt.kind === "opt_out_prompt";
+      const verdict = opt.kind
+        ? el(
+            "p",
+            { class: "answer", "data-opt": opt.kind },
+            opt.label,
+            opt.phrase ? ` (score ${opt.score}, like “${opt.phrase}”).` : ".",
+          )
+        : null;
       const answer = result.trigger_id
         ? el(
             "p",
@@ -43,11 +53,43 @@
             el("b", { "data-answer": "" }, result.trigger_name),
             result.fallback ? " (the fallback: nothing else matched)." : ".",
           )
-        : el("p", { class: "answer" }, "No trigger would answer this message. Add a trigger for it, or a fallback.");
+        : el(
+            "p",
+            { class: "answer" },
+            stopped
+              ? "No trigger answers a message that asks to stop."
+              : "No trigger would answer this message. Add a trigger for it, or a fallback.",
+          );
+      const stage =
+        result.trigger_id && result.stage
+          ? el(
+              "p",
+              { "data-stage": result.stage },
+              "Matched as ",
+              el("b", {}, result.stage),
+              result.phrase ? [" by the example phrase “", el("b", { "data-phrase": "" }, result.phrase), "”"] : null,
+              ", score ",
+              el("b", { "data-score": "" }, result.score),
+              ".",
+            )
+          : null;
       const rows = result.candidates.map((c) =>
-        el("tr", {}, el("td", {}, c.name), el("td", {}, c.match_type), el("td", {}, c.score), el("td", {}, c.priority), el("td", {}, whyNot(c))),
+        el(
+          "tr",
+          {},
+          el("td", {}, c.name),
+          el("td", {}, c.stage, c.phrase ? [el("br"), el("small", { class: "muted" }, `“${c.phrase}”`)] : null),
+          el("td", {}, c.score),
+          el("td", {}, c.priority),
+          el("td", {}, whyNot(c)),
+        ),
       );
-      box.replaceChildren(answer, rows.length ? table(["Trigger", "Matched as", "Score", "Priority", ""], rows) : null);
+      box.replaceChildren(
+        verdict || "",
+        answer,
+        stage || "",
+        rows.length ? table(["Trigger", "Matched as", "Score", "Priority", ""], rows) : "",
+      );
     });
   };
 
@@ -81,7 +123,7 @@
           el("b", { "data-would-fire": "" }, dry.would_fire),
           ` messages would fire it now; ${dry.fired_before} already fired it (never again).`,
         ),
-        rows.length ? table(["Contact", "Phone", "Message"], rows) : null,
+        rows.length ? table(["Contact", "Phone", "Message"], rows) : "",
       );
     });
   };
