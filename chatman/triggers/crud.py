@@ -50,6 +50,7 @@ FIELDS = (
 )
 MAX_PATTERNS = 200
 MAX_EXAMPLES = 50
+MAX_EXAMPLE_LENGTH = 500
 # A fuzzy trigger's lowest score when none is given: a phrase said with a typo or two, or with
 # a short word left out, still matches ("wher is my ordr" for "where is my order"); one that
 # shares a word or two does not ("my order was great" for "where is my order").
@@ -173,6 +174,9 @@ def check_patterns(
 
 
 def _check_examples(t: Trigger, fail: Callable[[str, str], None]) -> None:
+    if not isinstance(t.examples, list):
+        fail("examples", "a list of phrases")
+        return
     if t.is_fallback and t.examples:
         fail("examples", "a fallback answers what nothing else matched: it has no example phrases")
     if len(t.examples) > MAX_EXAMPLES:
@@ -180,17 +184,24 @@ def _check_examples(t: Trigger, fail: Callable[[str, str], None]) -> None:
     for i, phrase in enumerate(t.examples):
         if not isinstance(phrase, str) or not normalise(prepare(phrase)):
             fail(f"examples[{i}]", "an example phrase needs words, not only punctuation or emoji")
-    if t.example_threshold is not None:
+        elif len(phrase) > MAX_EXAMPLE_LENGTH:
+            fail(f"examples[{i}]", f"at most {MAX_EXAMPLE_LENGTH} characters")
+    threshold = t.example_threshold
+    if threshold is not None:
         if not t.examples:
             fail("example_threshold", "only a trigger with example phrases has an example threshold")
-        elif not 1 <= t.example_threshold <= 100:
-            fail("example_threshold", f"{t.example_threshold} is out of range: between 1 and 100")
+        elif (
+            isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 1 <= threshold <= 100
+        ):
+            fail("example_threshold", f"{threshold} is out of range: between 1 and 100")
 
 
 def add_example(session: Session, trigger_id: int, phrase: str) -> Trigger:
-    """Teach a trigger one more way customers say it (an unmatched message, say)."""
+    """Teach a trigger one more way customers say it (an unmatched message, say); a phrase it
+    already has (give or take case and punctuation) is not added twice."""
     trigger = get_trigger(session, trigger_id)
-    if phrase.strip() in (p.strip() for p in trigger.examples or []):
+    known = {normalise(prepare(p)) for p in trigger.examples or []}
+    if normalise(prepare(phrase)) in known:
         return trigger
     return save_trigger(session, {"examples": [*(trigger.examples or []), phrase.strip()]}, trigger_id)
 

@@ -8,7 +8,7 @@ Precedence, for a message of several clauses (triggers.phrases.clauses):
 2. of the clauses that match a trigger, one after "but", "just", "lekin", "pero" ... wins
    ("I don't want to cancel, just tell me where it is");
 3. then the trigger with the higher priority (give a greeting trigger a negative one, and
-   "hi, where is my order" goes to the order);
+   "hi, where is my order" goes to the order: an opening greeting is a clause of its own);
 4. then the closer resemblance, in steps of 10 points (a story before the question says
    little);
 5. then the earlier clause ("cancel my order and refund me": the cancellation comes first).
@@ -27,7 +27,17 @@ from typing import TYPE_CHECKING
 
 from chatman.messaging.normalise import normalise
 from chatman.triggers import builtin_phrases
-from chatman.triggers.phrases import Clause, Hit, PhraseIndex, build_phrases, clauses, prepare
+from chatman.triggers.phrases import (
+    Clause,
+    Hit,
+    PhraseIndex,
+    build_phrases,
+    clauses,
+    is_greeting,
+    negated,
+    prepare,
+    word_set,
+)
 
 if TYPE_CHECKING:
     from chatman.triggers.matcher import TriggerSpec
@@ -37,12 +47,14 @@ OPT_OUT = "opt_out"
 OPT_IN = "opt_in"
 OPT_OUT_MAYBE = "opt_out_maybe"
 # A trigger's example phrases count from this similarity (0-100) unless the trigger says.
-DEFAULT_EXAMPLE_THRESHOLD = 25.0
+DEFAULT_EXAMPLE_THRESHOLD = 22.0
 CHATTER_THRESHOLD = 40.0
-OPT_OUT_SURE = 65.0
-OPT_OUT_UNSURE = 45.0
+OPT_OUT_SURE = 55.0
+OPT_OUT_UNSURE = 40.0
 OPT_IN_SURE = 50.0
-OPT_COVERAGE = 0.5
+# A greeting phrase matches a clause of at most this many words: one that greets, not one that
+# mentions the morning.
+GREETING_WORDS = 3
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,7 @@ class Intents:
     opt: PhraseIndex  # opting out and in
     thresholds: dict[int, float]
     priorities: dict[int, int]
+    greetings: frozenset[str] = frozenset()  # example phrases that only greet
 
     def understand(self, text: str) -> Understood:
         whole = normalise(prepare(text))
@@ -88,46 +101,78 @@ class Intents:
         found: dict[int, ClauseMatch] = {}
         chatter = None
         parts = clauses(text)
+        if self.phrases.semantic is not None:
+            from chatman.triggers import semantic
+
+            semantic.prime([text] + [c.text for c in parts])
         for clause in parts:
-            hits = self._hits(clause.text, text if len(parts) == 1 else None)
-            if hits and hits[0].owner == CHATTER:
-                chatter = chatter or hits[0]
+            hit = self._winner(clause.text, text if len(parts) == 1 else None)
+            if hit is None:
                 continue
-            for hit in hits:
-                if hit.owner == CHATTER:
-                    continue
-                match = ClauseMatch(hit.owner, hit.score, hit.phrase, clause, self.priorities[hit.owner])
-                known = found.get(hit.owner)
-                if known is None or known.precedence < match.precedence:
-                    found[hit.owner] = match
+            if hit.owner == CHATTER:
+                chatter = chatter or hit
+                continue
+            match = ClauseMatch(hit.owner, hit.score, hit.phrase, clause, self.priorities[hit.owner])
+            known = found.get(hit.owner)
+            if known is None or known.precedence < match.precedence:
+                found[hit.owner] = match
         matches = sorted(found.values(), key=lambda m: m.precedence, reverse=True)
         return Understood(matches, chatter if not matches else None)
 
     def _winner(self, norm: str, raw: str | None = None) -> Hit | None:
-        hits = self._hits(norm, raw)
-        return hits[0] if hits else None
-
-    def _hits(self, norm: str, raw: str | None = None) -> list[Hit]:
-        """The owners whose best phrase reaches their threshold for this text, best first."""
-        return [
-            hit
-            for hit in self.phrases.best(norm, raw)
-            if hit.score >= (CHATTER_THRESHOLD if hit.owner == CHATTER else self.thresholds[hit.owner])
-        ]
+        """The closest phrase's owner that reaches its threshold (chatter below its own
+        threshold gives way to the next): one clause says one thing."""
+        for hit in self.phrases.best(norm, raw):
+            if hit.phrase in self.greetings and len(norm.split()) > GREETING_WORDS:
+                continue  # "good morning" greets; "I ordered it this morning" does not
+            if hit.owner == CHATTER:
+                if hit.score >= CHATTER_THRESHOLD:
+                    return hit
+                continue
+            return hit if hit.score >= self.thresholds[hit.owner] else None
+        return None
 
     def opt_verdict(self, text: str) -> OptVerdict:
         whole = normalise(prepare(text))
         hits = self.opt.best(whole, text) if whole else []
-        if not hits:
-            return OptVerdict(None)
-        top = hits[0]
-        if top.owner == OPT_IN:
-            return OptVerdict(OPT_IN if top.score >= OPT_IN_SURE else None, top.score, top.phrase)
-        if top.score >= OPT_OUT_SURE and top.owner == OPT_OUT:
-            return OptVerdict(OPT_OUT, top.score, top.phrase)
-        if top.score >= OPT_OUT_UNSURE:
-            return OptVerdict("opt_out_prompt", top.score, top.phrase)
-        return OptVerdict(None, top.score, top.phrase)
+        out = max((h for h in hits if h.owner != OPT_IN), key=lambda h: h.score, default=None)
+        opt_in = next((h for h in hits if h.owner == OPT_IN), None)
+        # "never send me messages again" is no request to get them again
+        if (
+            opt_in is not None
+            and opt_in.score >= OPT_IN_SURE
+            and not negated(whole)
+            and (out is None or opt_in.score > out.score)
+        ):
+            return OptVerdict(OPT_IN, opt_in.score, opt_in.phrase)
+        if out is not None and out.score >= OPT_OUT_UNSURE and about_messages(whole):
+            # A clear request, of three words at least ("no more" may answer another question),
+            # and no question ("can I unsubscribe later?"): else the customer is asked.
+            words = whole.split()
+            if (
+                out.owner == OPT_OUT
+                and out.score >= OPT_OUT_SURE
+                and len(words) >= 3
+                and not _asks(text, words)
+            ):
+                return OptVerdict(OPT_OUT, out.score, out.phrase)
+            return OptVerdict("opt_out_prompt", out.score, out.phrase)
+        top = hits[0] if hits else None
+        return OptVerdict(None, top.score if top else 0.0, top.phrase if top else None)
+
+
+_ABOUT_MESSAGES = word_set(builtin_phrases.ABOUT_MESSAGES)
+
+
+_QUESTION_WORDS = word_set("can could how what why will would is are may should shall kya kaise como puedo")
+
+
+def _asks(text: str, words: list[str]) -> bool:
+    return "?" in text or "¿" in text or words[0] in _QUESTION_WORDS
+
+
+def about_messages(norm: str) -> bool:
+    return any(word in _ABOUT_MESSAGES for word in norm.split())
 
 
 def build_intents(triggers: list[TriggerSpec], semantic: bool = False) -> Intents:
@@ -146,10 +191,17 @@ def build_intents(triggers: list[TriggerSpec], semantic: bool = False) -> Intent
         + [(OPT_IN, p) for p in builtin_phrases.OPT_IN]
     )
     # Opting out is judged on the whole message, by resemblance, not by a phrase it contains.
-    intents = Intents(build_phrases(items), build_phrases(opt, coverage=OPT_COVERAGE), thresholds, priorities)
+    greetings = frozenset(p for _, p in items if is_greeting(normalise(prepare(p))))
+    intents = Intents(
+        build_phrases(items),
+        build_phrases(opt, coverage=0.0),
+        thresholds,
+        priorities,
+        greetings,
+    )
     if semantic:
         from chatman.triggers import semantic as model
 
+        # Not for opting out: the model finds "start sending" and "stop sending" alike.
         intents.phrases.semantic = model.Embeddings(intents.phrases.phrases)
-        intents.opt.semantic = model.Embeddings(intents.opt.phrases)
     return intents

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from chatman.messaging.normalise import normalise
 from chatman.triggers.intents import Intents, OptVerdict
+from chatman.triggers.phrases import word_set
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,25 @@ class OptWords:
         if button_payload and self.opt_out_payload and button_payload.strip().lower() == self.opt_out_payload:
             return "opt_out"
         text = normalise(body or "")
-        if text in self.opt_out:
-            return "opt_out"
-        if text in self.opt_in:
-            return "opt_in"
+        for said in (text, _unpadded(text)):  # "stop please", "START pls" say the word too
+            if said in self.opt_out:
+                return "opt_out"
+            if said in self.opt_in:
+                return "opt_in"
         return None
+
+
+# Politeness around an opt word: "please stop", "stop pls", "stop now sir".
+_POLITE = word_set("please pls plz kindly now sir madam ji bhai yaar thanks thank you porfavor por favor")
+
+
+def _unpadded(text: str) -> str:
+    words = text.split()
+    while words and words[0] in _POLITE:
+        words.pop(0)
+    while words and words[-1] in _POLITE:
+        words.pop()
+    return " ".join(words)
 
 
 def opt_verdict(

@@ -40,143 +40,52 @@ EMOJI_WORDS = {
     "🥰": " love it ",
 }
 _EMOJI = re.compile("|".join(map(re.escape, EMOJI_WORDS)))
+_CONTRACTION = re.compile(r"(\w)n['’]t\b", re.IGNORECASE)
+# A message longer than this is judged on its beginning (a pasted essay would take long).
+MAX_CHARS = 1000
+MAX_CLAUSES = 12
 # Where a message splits into clauses: sentence punctuation, and words that join requests.
 _PUNCTUATION = re.compile(r"[.!?;,\n\u0964]+|\s-\s")
-JOINERS = frozenset(
-    normalise(w) for w in ["and", "also", "then", "or", "plus", "aur", "phir", "ya", "y", "tambien", "o"]
-)
+
+
+def word_set(text: str) -> frozenset[str]:
+    """The words of `text`, normalised."""
+    return frozenset(normalise(word) for word in text.split())
+
+
+JOINERS = word_set("and also then or plus aur phir y tambien o")
 # A clause after these is what the customer wants instead ("not X, just Y").
-CONTRASTS = frozenset(
-    normalise(w)
-    for w in [
-        "but",
-        "just",
-        "only",
-        "actually",
-        "instead",
-        "rather",
-        "lekin",
-        "magar",
-        "bas",
-        "sirf",
-        "pero",
-        "sino",
-        "solo",
-    ]
+CONTRASTS = word_set("but just only actually instead rather lekin magar bas sirf pero sino solo")
+NEGATIONS = word_set(
+    "not no never dont cant wont doesnt didnt isnt arent havent hasnt dont nahi nahin na mat nunca ni"
+    " nope नहीं नही मत ना"
 )
-NEGATIONS = frozenset(
-    normalise(w)
-    for w in [
-        "not",
-        "no",
-        "never",
-        "dont",
-        "don",
-        "t",
-        "cant",
-        "won",
-        "nahi",
-        "nahin",
-        "na",
-        "mat",
-        "nunca",
-        "ni",
-        "nope",
-    ]
-)
-
-
+# A message's opening greeting is a clause of its own, with the way the customer addresses us.
+GREETINGS = word_set("hi hii hello hey hlo hola namaste namaskar salaam buenas oye hiya yo") | {
+    normalise(g)
+    for g in (
+        "good morning",
+        "good afternoon",
+        "good evening",
+        "buenos dias",
+        "buenas tardes",
+        "buenas noches",
+    )
+}
+ADDRESSES = word_set("sir madam mam maam ji bhai team there all dear bro amigo")
 # Words that carry no request: fillers of voice notes and politeness in three languages.
-FILLERS = frozenset(
-    normalise(w)
-    for w in [
-        "um",
-        "umm",
-        "uh",
-        "uhh",
-        "hmm",
-        "erm",
-        "so",
-        "like",
-        "basically",
-        "okay",
-        "ok",
-        "yeah",
-        "yes",
-        "haan",
-        "han",
-        "arre",
-        "arey",
-        "bhai",
-        "yaar",
-        "ji",
-        "sir",
-        "madam",
-        "mam",
-        "maam",
-        "please",
-        "pls",
-        "plz",
-        "kindly",
-        "bro",
-        "dude",
-        "dear",
-        "porfa",
-        "porfavor",
-        "favor",
-        "bueno",
-        "pues",
-        "oye",
-        "este",
-        "the",
-        "a",
-        "an",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "i",
-        "me",
-        "my",
-        "am",
-        "you",
-        "your",
-        "u",
-        "ur",
-        "we",
-        "our",
-        "can",
-        "could",
-        "would",
-        "will",
-        "do",
-        "does",
-        "did",
-        "just",
-        "really",
-        "very",
-        "actually",
-        "hai",
-        "ka",
-        "ki",
-        "ke",
-        "ko",
-        "se",
-    ]
+FILLERS = word_set(
+    """um umm uh uhh hmm erm so like basically okay ok yeah yes haan han arre arey bhai yaar ji
+    sir madam mam maam please pls plz kindly bro dude dear porfa porfavor favor bueno pues oye este
+    the a an is are was were be been it its this that these those i me my am you your u ur we our
+    can could would will do does did just really very actually hai ka ki ke ko se"""
 )
 
 
 def prepare(text: str) -> str:
-    """Emoji that carry meaning become words; the rest is left to `normalise`."""
-    return _EMOJI.sub(lambda m: EMOJI_WORDS[m.group(0)], text)
+    """Emoji that carry meaning become words, "don't" is "dont" as customers type it; the
+    rest is left to `normalise`. Only the first `MAX_CHARS` characters count."""
+    return _CONTRACTION.sub(r"\1nt", _EMOJI.sub(lambda m: EMOJI_WORDS[m.group(0)], text[:MAX_CHARS]))
 
 
 @dataclass(frozen=True)
@@ -200,7 +109,12 @@ def clauses(text: str) -> list[Clause]:
     for piece in _PUNCTUATION.split(prepare(text)):
         words: list[str] = []
         contrast = False
-        for word in normalise(piece).split():
+        tokens = normalise(piece).split()
+        opening = _greeting_length(tokens)
+        if opening and opening < len(tokens):  # "hey um are there any offers": two clauses
+            found.append(Clause(" ".join(tokens[:opening]), len(found), False))
+            tokens = tokens[opening:]
+        for word in tokens:
             if word in JOINERS or word in CONTRASTS:
                 if words:
                     found.append(Clause(" ".join(words), len(found), contrast))
@@ -210,7 +124,23 @@ def clauses(text: str) -> list[Clause]:
             words.append(word)
         if words:
             found.append(Clause(" ".join(words), len(found), contrast))
-    return found
+    return found[:MAX_CLAUSES]
+
+
+def is_greeting(norm: str) -> bool:
+    """Whether the text is a greeting and nothing more ("good evening sir")."""
+    tokens = norm.split()
+    return bool(tokens) and _greeting_length(tokens) == len(tokens)
+
+
+def _greeting_length(tokens: list[str]) -> int:
+    """How many of the first words are a greeting ("hi", "good evening sir"), or 0."""
+    for size in (2, 1):
+        if " ".join(tokens[:size]) in GREETINGS:
+            while size < len(tokens) and tokens[size] in ADDRESSES:
+                size += 1
+            return size
+    return 0
 
 
 def content(norm: str) -> str:
@@ -267,7 +197,7 @@ class PhraseIndex:
                 (frequent if len(ids) > self.common else rare).append((gram, weight, ids))
         vectors = self.vectors
         found: dict[int, float] = defaultdict(float)
-        covered: dict[int, float] = defaultdict(float)
+        covered: dict[int, float] = defaultdict(float)  # how much of the phrase the text says
         for gram, weight, ids in rare:
             for i in ids:
                 w = vectors[i][gram]
@@ -320,7 +250,7 @@ CANDIDATES = 32
 # An n-gram in more phrases than this says little: it adds to candidates, it finds none.
 COMMON = 128
 # A phrase of the other polarity keeps this share of its score.
-NEGATION_FACTOR = 0.5
+NEGATION_FACTOR = 0.6
 
 
 def build_phrases(items: Iterable[tuple[Hashable, str]], coverage: float = 0.7) -> PhraseIndex:

