@@ -58,7 +58,7 @@ def shop_triggers(as_fuzzy: bool = False) -> list[TriggerSpec]:
 
 
 def route(index: TriggerIndex, text: str, natural: bool = True) -> str:
-    verdict = opt_verdict(WORDS, index.intents if natural else None, text, None)
+    verdict = opt_verdict(WORDS, index if natural else None, text, None)
     if verdict.kind is not None:
         return verdict.kind
     found = index.candidates(text)

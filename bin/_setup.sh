@@ -33,7 +33,7 @@ ensure_venv() {
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "Python 3.11 or newer is required (found $(python3 --version))"
   if [ ! -x "$PY" ]; then
-    say "creating virtualenv in .venv"
+    say "creating virtualenv in ${VENV#"$ROOT"/}"
     if ! python3 -m venv "$VENV" 2>/dev/null; then
       rm -rf "$VENV"
       say "installing python3-venv"
@@ -48,7 +48,7 @@ ensure_venv() {
     say "installing Chatman and its dependencies ($extras)"
     "$PY" -m pip install -q --upgrade pip >/dev/null
     "$PY" -m pip install -q -e "$ROOT[$extras]" >"$VENV/pip.log" 2>&1 \
-      || { tail -n 30 "$VENV/pip.log" >&2; die "pip install failed (log: .venv/pip.log)"; }
+      || { tail -n 30 "$VENV/pip.log" >&2; die "pip install failed (log: $VENV/pip.log)"; }
     echo "$digest" > "$stamp"
   fi
 }

@@ -185,6 +185,8 @@ class Settings:
     opt_in_confirmation: str = "You are subscribed again. Reply STOP at any time to unsubscribe."
     # The answer to a message that reads like an opt-out without saying it clearly.
     opt_out_prompt: str = "Reply STOP to stop all messages."
+    # The answer to "send me offers again" from a contact who opted out: only START lifts it.
+    opt_in_prompt: str = "Reply START to get our messages again."
     # An inbound message this long after a campaign message counts as a reply to it.
     reply_window_h: float = 72.0
     # The status drain's job timeout; a drain hands over to a fresh job after a third of it.
@@ -346,6 +348,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         opt_out_confirmation=get("OPT_OUT_CONFIRMATION") or Settings.opt_out_confirmation,
         opt_in_confirmation=get("OPT_IN_CONFIRMATION") or Settings.opt_in_confirmation,
         opt_out_prompt=get("OPT_OUT_PROMPT") or Settings.opt_out_prompt,
+        opt_in_prompt=get("OPT_IN_PROMPT") or Settings.opt_in_prompt,
         reply_window_h=number("REPLY_WINDOW_H", Settings.reply_window_h),
         drain_timeout_s=drain_timeout_s,
         webhook_timeout_s=webhook_timeout_s,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from chatman.admin.blueprint import bp, form_text, load, wants_json
 from chatman.api.flows import FlowSchema, FlowUpdateSchema
 from chatman.api.rules import RuleSchema, RuleUpdateSchema
-from chatman.api.triggers import MatchArgs, TriggerSchema, TriggerUpdateSchema, opt_words
+from chatman.api.triggers import MatchArgs, TriggerSchema, TriggerUpdateSchema
 from chatman.campaigns.lifecycle import get_campaign
 from chatman.campaigns.models import Campaign, CampaignStep
 from chatman.contacts.attributes import attribute_types
@@ -30,6 +30,7 @@ from chatman.rules.definition import STATUSES
 from chatman.rules.engine import dry_run
 from chatman.timeutils import utcnow
 from chatman.triggers import crud as triggers
+from chatman.triggers.inbound import inbound_policy
 from chatman.triggers.intents import DEFAULT_EXAMPLE_THRESHOLD
 from chatman.triggers.models import MATCH_TYPES
 
@@ -161,7 +162,7 @@ def _trigger_editor(trigger=None, values=None, errors=None, status=200):
 def _match(session, text: str | None, button_payload: str | None) -> dict[str, Any]:
     """Which trigger would answer a message now, as POST /api/v1/triggers/match decides it
     (the same index, candidates, active hours and fallback; cooldowns are not counted)."""
-    match = triggers.match_message(session, text, button_payload, utcnow(), opt_words(settings()))
+    match = triggers.match_message(session, text, button_payload, utcnow(), inbound_policy(settings()).words)
     chosen = match.trigger_id
     names = {t.id: t for t in triggers.list_triggers(session)}
     winner = next(

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -12,17 +10,16 @@ from flask_smorest import Blueprint
 from chatman.api import fields
 from chatman.api.auth import require_token
 from chatman.api.checks import check_request
-from chatman.config import Settings
 from chatman.errors import Invalid, NotFound
 from chatman.extensions import request_session, settings
 from chatman.messaging.models import InboundMessage
 from chatman.timeutils import utcnow
 from chatman.triggers import crud
+from chatman.triggers.inbound import inbound_policy
 from chatman.triggers.intents import DEFAULT_EXAMPLE_THRESHOLD
 from chatman.triggers.models import ACTIONS, MATCH_TYPES
-from chatman.triggers.optout import OptWords
 
-EXAMPLE_LENGTH = 500  # characters of one example phrase
+EXAMPLE_LENGTH = crud.MAX_EXAMPLE_LENGTH
 blp = Blueprint("triggers", __name__, url_prefix="/triggers", description="Inbound triggers")
 blp.before_request(require_token)
 blp.before_request(check_request)
@@ -179,12 +176,6 @@ class ExampleArgs(ma.Schema):
             raise ma.ValidationError("give either text or inbound_id (one of them)", "text")
 
 
-@cache
-def opt_words(config: Settings) -> OptWords:
-    """The opt-out and opt-in words as the inbound webhook reads them."""
-    return OptWords.of(config.opt_out_keywords, config.opt_in_keywords, config.opt_out_payload)
-
-
 @blp.route("")
 class Triggers(MethodView):
     @blp.response(200, TriggerSchema(many=True))
@@ -243,7 +234,11 @@ class Match(MethodView):
         (null when none, or when the fallback answers); `candidates` are the matches within
         their active hours, best first."""
         match = crud.match_message(
-            request_session(), args["text"], args["button_payload"], utcnow(), opt_words(settings())
+            request_session(),
+            args["text"],
+            args["button_payload"],
+            utcnow(),
+            inbound_policy(settings()).words,
         )
         active = [c for c in match.candidates if c.trigger.id in match.active]
         winner = next((c for c in active if c.trigger.id == match.trigger_id), None)

@@ -62,8 +62,8 @@ class InboundMessage(Base):
     # The campaign message this answers (quoted, a button of it, or the latest within the window).
     reply_to_id: Mapped[int | None] = mapped_column(Id, ForeignKey("messages.id", ondelete="SET NULL"))
     # What handled it: opt_out, opt_in, opt_out_prompt (it read like an opt-out: "Reply STOP"
-    # was answered), dnd (ignored), person (hand-over: the bot is paused), flow, trigger,
-    # fallback, or None (nothing).
+    # was answered), opt_in_prompt (it read like an opt-in: "Reply START"), dnd (ignored),
+    # person (hand-over: the bot is paused), flow, trigger, fallback, or None (nothing).
     handled_by: Mapped[str | None] = mapped_column(String(16))
     trigger_id: Mapped[int | None] = mapped_column(Id, ForeignKey("triggers.id", ondelete="SET NULL"))
     payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)

@@ -81,7 +81,9 @@ def started(message: Message) -> datetime | None:
 
 @lru_cache(maxsize=256)
 def _pattern_index(match_type: str, patterns: tuple[str, ...], threshold: float | None) -> TriggerIndex:
-    return build_index([TriggerSpec(id=0, match_type=match_type, patterns=patterns, threshold=threshold)])
+    # "replied with" means the rule's own words: no chatter or example phrases in between
+    spec = TriggerSpec(id=0, match_type=match_type, patterns=patterns, threshold=threshold)
+    return build_index([spec], understand=False)
 
 
 def _waited(message: Message, hours: float, now: datetime, then: datetime | None) -> bool:

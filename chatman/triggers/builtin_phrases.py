@@ -44,6 +44,21 @@ OPT_OUT = [
     "no quiero recibir más mensajes",
     "no quiero más ofertas",
 ]
+# Words that name messages, words that refuse them, and words of wanting that a negation
+# turns into a refusal ("no more promo msgs", "I don't want your offers"): with these a
+# message gets "Reply STOP" even when no phrase above is close to it.
+MESSAGING = """
+message messages msg msgs mesage mesages text texts sms whatsapp offer offers ofer ofers promo promos
+promotion promotions promotional notification notifications alerts marketing ads spam newsletter
+newsletters deals subscription मैसेज mensaje mensajes promociones ofertas notificaciones
+"""
+STOPPING = "stop stp quit enough unsubscribe remove cancel band bandh basta dejen deja"
+WANTING = """
+send sending want need get receive more anymore again chahiye bhejo bhejna bhejte manden envien recibir
+"""
+# A message opening with these is a question: it never opts out on its own ("can I unsubscribe
+# later?"), it is asked.
+QUESTION_WORDS = "can could how what why will would is are may should shall kya kaise como puedo"
 # A message that opts out by similarity names what it wants to stop: messages, offers, this
 # number ... ("stop sending the parcel" is about a parcel). Compared as normalised words.
 ABOUT_MESSAGES = """

@@ -81,7 +81,8 @@ def save_trigger(session: Session, data: Mapping[str, Any], trigger_id: int | No
         trigger.enabled = True if trigger.enabled is None else trigger.enabled
         if trigger.is_fallback and not trigger.match_type:
             trigger.match_type = "exact"  # unused: a fallback answers what nothing else matched
-        trigger.examples = list(trigger.examples or [])
+        if trigger.examples is None:
+            trigger.examples = []
         if not trigger.match_type and trigger.examples and not trigger.patterns:
             trigger.match_type = "examples"  # described by example phrases alone
         if trigger.match_type == "fuzzy" and trigger.threshold is None and not trigger.is_fallback:
@@ -293,10 +294,10 @@ def match_message(
     words: OptWords | None = None,
 ) -> Match:
     index = trigger_index(session)
-    opt = opt_verdict(words, index.intents, text, button_payload) if words else OptVerdict(None)
+    opt = opt_verdict(words, index, text, button_payload) if words else OptVerdict(None)
     if opt.kind in ("opt_out", "opt_out_prompt"):
         return Match(None, False, [], frozenset(), opt)
-    every = index.candidates(text, button_payload)
+    every = index.candidates(text, button_payload, complete=True)
     active = frozenset(c.trigger.id for c in every if c.trigger.active_at(now))
     found = [c for c in every if c.trigger.id in active]
     fallback = next((t for t in index.fallbacks if t.active_at(now)), None) if not found else None

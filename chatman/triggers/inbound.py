@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -24,6 +26,7 @@ from chatman.contacts.models import Contact
 from chatman.dialects import insert_or_overwrite
 from chatman.flows import engine as flows
 from chatman.flows.models import Flow
+from chatman.ledger.models import Message
 from chatman.messaging import engagement, policy
 from chatman.messaging.inbound import InboundEvent, receive
 from chatman.messaging.models import InboundMessage, Template
@@ -34,6 +37,13 @@ from chatman.triggers.matcher import Candidate, TriggerIndex, TriggerSpec
 from chatman.triggers.models import Trigger, TriggerFiring
 from chatman.triggers.optout import OptWords, opt_verdict
 
+if TYPE_CHECKING:
+    from chatman.config import Settings
+
+
+# A prompt ("Reply STOP ...") goes to a contact at most once in this long.
+PROMPT_EVERY = timedelta(hours=24)
+
 
 @dataclass(frozen=True)
 class InboundPolicy:
@@ -41,7 +51,21 @@ class InboundPolicy:
     opt_out_confirmation: str
     opt_in_confirmation: str
     reply_window: timedelta = timedelta(hours=72)
-    opt_out_prompt: str = "Reply STOP to stop all messages."
+    opt_out_prompt: str = "Reply STOP to stop all messages."  # config.Settings gives both
+    opt_in_prompt: str = "Reply START to get our messages again."
+
+
+@cache
+def inbound_policy(config: Settings) -> InboundPolicy:
+    """The policy as the settings give it (the webhook's, and the one /triggers/match explains)."""
+    return InboundPolicy(
+        words=OptWords.of(config.opt_out_keywords, config.opt_in_keywords, config.opt_out_payload),
+        opt_out_confirmation=config.opt_out_confirmation,
+        opt_in_confirmation=config.opt_in_confirmation,
+        reply_window=timedelta(hours=config.reply_window_h),
+        opt_out_prompt=config.opt_out_prompt,
+        opt_in_prompt=config.opt_in_prompt,
+    )
 
 
 @dataclass
@@ -73,7 +97,8 @@ def handle_inbound(
             Contact.id == received.contact_id
         )
     ).one()
-    opt = opt_verdict(policy.words, index.intents, event.body, event.button_payload).kind
+    verdict = opt_verdict(policy.words, index, event.body, event.button_payload)
+    opt = verdict.kind
     if received.reply_to_id is not None:
         engagement.count_reply(session, received.reply_to_id, event.button_payload, opt == "opt_out", now)
     if opt == "opt_out":
@@ -87,11 +112,18 @@ def handle_inbound(
             flows.end(session, run, "stopped", now)
         drips.exit_contact(session, contact.id, "opted_out", now)
     elif opt == "opt_out_prompt" and not contact.dnd and contact.bot_paused_at is None:
-        # It read like an opt-out: ask, and send nothing else (no offer answers "too many msgs").
+        # It read like an opt-out: ask, and nothing else answers: no trigger, flow, drip step or
+        # post-campaign rule on this reply (no offer answers "too many msgs").
         handled.handled_by = "opt_out_prompt"
-        handled.queued.append(
-            queue_message(session, contact.id, CONFIRMATION, body=policy.opt_out_prompt, now=now)
-        )
+        handled.reply_to = None
+        drips.exit_contact(session, contact.id, "replied", now)
+        _prompt(session, contact.id, policy.opt_out_prompt, handled, now)
+    elif opt == "opt_in" and contact.dnd and not verdict.by_word:
+        # "send me offers again" from a contact who opted out: they confirm with START; a
+        # resemblance never brings anyone back on its own.
+        handled.handled_by = "opt_in_prompt"
+        if contact.dnd_reason == "opt_out":
+            _prompt(session, contact.id, policy.opt_in_prompt, handled, now)
     elif opt == "opt_in" and contact.dnd:
         handled.handled_by = "opt_in"
         # A marketer's DND (spam, a complaint) is theirs to lift; the contact lifts their own.
@@ -115,6 +147,19 @@ def handle_inbound(
     return handled
 
 
+def _prompt(session: Session, contact_id: int, body: str, handled: Handled, now: datetime) -> None:
+    """Send `body`, unless the contact was sent it within the day (once is enough)."""
+    recent = session.scalars(
+        select(Message.content).where(
+            Message.contact_id == contact_id,
+            Message.purpose == CONFIRMATION,
+            Message.created_at >= now - PROMPT_EVERY,
+        )
+    )
+    if not any((content or {}).get("body") == body for content in recent):
+        handled.queued.append(queue_message(session, contact_id, CONFIRMATION, body=body, now=now))
+
+
 def _converse(
     session: Session,
     event: InboundEvent,
@@ -123,7 +168,12 @@ def _converse(
     handled: Handled,
     now: datetime,
 ) -> None:
-    chosen = choose(session, index.candidates(event.body, event.button_payload), contact_id, now)
+    found = index.candidates(event.body, event.button_payload)
+    chosen = choose(session, found, contact_id, now)
+    if chosen is None and found and found[0].stage == "examples":  # cooling down, or closed
+        chosen = choose(
+            session, index.candidates(event.body, event.button_payload, complete=True), contact_id, now
+        )
     run = flows.active_session(session, contact_id)
     if run is not None:
         interruptible = session.scalar(select(Flow.on_trigger).where(Flow.id == run.flow_id)) == "interrupt"

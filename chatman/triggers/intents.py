@@ -15,9 +15,12 @@ Precedence, for a message of several clauses (triggers.phrases.clauses):
 A phrase of the opposite polarity ("I don't want to cancel" / "cancel my order") counts for
 less (phrases.NEGATION_FACTOR).
 
-Opt-out is judged on the whole message only, never on a clause, with thresholds of its own:
-at `OPT_OUT_SURE` the contact is opted out; from `OPT_OUT_UNSURE` the customer is asked to
-reply STOP, and nothing else answers.
+Opt-out is judged on the whole message only, never on a clause, by n-grams alone (the model
+finds "start sending" and "stop sending" alike), with thresholds of its own. The contact is
+opted out at `OPT_OUT_SURE` when the message names what to stop ("stop sending the parcel"
+does not), has three words or more and asks no question; from `OPT_OUT_UNSURE`, or when it
+names messages and refuses them in words no phrase is close to, the customer is asked to
+reply STOP and nothing else answers. An opt-in is never read into a negated sentence.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class OptVerdict:
     kind: str | None  # "opt_out", "opt_out_prompt", "opt_in" or None
     score: float = 0.0
     phrase: str | None = None
+    by_word: bool = False  # an opt word or the opt-out button, not a resemblance
 
 
 @dataclass
@@ -157,22 +161,35 @@ class Intents:
             ):
                 return OptVerdict(OPT_OUT, out.score, out.phrase)
             return OptVerdict("opt_out_prompt", out.score, out.phrase)
+        if _refuses_messages(whole):
+            # "I do not want your offers on whatsapp" resembles no phrase closely enough, but no
+            # offer may answer it: ask.
+            return OptVerdict("opt_out_prompt", out.score if out else 0.0, out.phrase if out else None)
         top = hits[0] if hits else None
         return OptVerdict(None, top.score if top else 0.0, top.phrase if top else None)
 
 
 _ABOUT_MESSAGES = word_set(builtin_phrases.ABOUT_MESSAGES)
-
-
-_QUESTION_WORDS = word_set("can could how what why will would is are may should shall kya kaise como puedo")
-
-
-def _asks(text: str, words: list[str]) -> bool:
-    return "?" in text or "¿" in text or words[0] in _QUESTION_WORDS
+_MESSAGING = word_set(builtin_phrases.MESSAGING)
+_STOPPING = word_set(builtin_phrases.STOPPING)
+_WANTING = word_set(builtin_phrases.WANTING)
+_QUESTION_WORDS = word_set(builtin_phrases.QUESTION_WORDS)
 
 
 def about_messages(norm: str) -> bool:
     return any(word in _ABOUT_MESSAGES for word in norm.split())
+
+
+def _refuses_messages(norm: str) -> bool:
+    """Messages named and refused: "I do not want your offers", "enough promo msgs"."""
+    words = set(norm.split())
+    if not words & _MESSAGING:
+        return False
+    return bool(words & _STOPPING) or (negated(norm) and bool(words & _WANTING))
+
+
+def _asks(text: str, words: list[str]) -> bool:
+    return "?" in text or "¿" in text or words[0] in _QUESTION_WORDS
 
 
 def build_intents(triggers: list[TriggerSpec], semantic: bool = False) -> Intents:

@@ -105,20 +105,45 @@ class TriggerIndex:
     fallbacks: list[TriggerSpec] = field(default_factory=list)
     intents: Intents | None = None
     by_id: dict[int, TriggerSpec] = field(default_factory=dict)
+    _chatty: dict[int, bool] = field(default_factory=dict)  # whose patterns are chatter themselves
 
-    def candidates(self, text: str | None, button_payload: str | None = None) -> list[Candidate]:
-        """Every trigger the message matches, best first (before hours and cooldowns)."""
-        if not text or self.intents is None or self._patterns(text, button_payload, sure_only=True):
+    def candidates(
+        self, text: str | None, button_payload: str | None = None, complete: bool = False
+    ) -> list[Candidate]:
+        """Every trigger the message matches, best first (before hours and cooldowns).
+        `complete`: when example phrases matched, the pattern matches follow them (for a
+        trigger cooling down, or outside its hours, another may answer)."""
+        if (
+            not text
+            or button_payload  # a tap is no sentence: its payload and patterns decide
+            or self.intents is None
+            or self._patterns(text, button_payload, sure_only=True)
+        ):
             return self._patterns(text, button_payload)
         understood = self.intents.understand(text)
         if understood.chatter is not None and understood.chatter.score >= CHATTER_OVER_WORDS:
-            return []  # thanks or praise: a word it shares with a trigger asks for nothing
-        if understood.matches:
-            return [
-                Candidate(self.by_id[m.trigger_id], m.score, "examples", m.phrase, m.clause.text)
-                for m in understood.matches
-            ]
-        return self._patterns(text, button_payload)
+            # thanks or praise: a word it shares with a trigger asks for nothing, unless the
+            # trigger is there to answer thanks ("thanks" -> "You're welcome!")
+            return [c for c in self._patterns(text, button_payload) if self._answers_chatter(c.trigger)]
+        if not understood.matches:
+            return self._patterns(text, button_payload)
+        found = [
+            Candidate(self.by_id[m.trigger_id], m.score, "examples", m.phrase, m.clause.text)
+            for m in understood.matches
+        ]
+        if complete:
+            taken = {c.trigger.id for c in found}
+            found += [c for c in self._patterns(text, button_payload) if c.trigger.id not in taken]
+        return found
+
+    def _answers_chatter(self, trigger: TriggerSpec) -> bool:
+        known = self._chatty.get(trigger.id)
+        if known is None:
+            chatter = (self.intents.understand(p).chatter for p in trigger.patterns)
+            known = self._chatty[trigger.id] = any(
+                c is not None and c.score >= CHATTER_OVER_WORDS for c in chatter
+            )
+        return known
 
     def _patterns(
         self, text: str | None, button_payload: str | None, sure_only: bool = False
@@ -202,11 +227,14 @@ def _content_words(tokens: list[str]) -> list[str]:
     return words or tokens
 
 
-def build_index(triggers: list[TriggerSpec], revision: int = 0, semantic: bool = False) -> TriggerIndex:
-    """`semantic`: blend in the packaged multilingual model (triggers.semantic)."""
+def build_index(
+    triggers: list[TriggerSpec], revision: int = 0, semantic: bool = False, understand: bool = True
+) -> TriggerIndex:
+    """`semantic`: blend in the packaged multilingual model (triggers.semantic); without
+    `understand`, patterns alone (no example phrases, chatter or opt-out phrases)."""
     index = TriggerIndex(revision)
     index.by_id = {t.id: t for t in triggers}
-    index.intents = build_intents(triggers, semantic)
+    index.intents = build_intents(triggers, semantic) if understand else None
     contains: dict[str, list[TriggerSpec]] = defaultdict(list)
     regexes = re2.Set.SearchSet(_regex_options())
     for trigger in triggers:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chatman.messaging.normalise import normalise
-from chatman.triggers.intents import Intents, OptVerdict
+from chatman.triggers.intents import OptVerdict
 from chatman.triggers.phrases import word_set
+
+if TYPE_CHECKING:
+    from chatman.triggers.matcher import TriggerIndex
 
 
 @dataclass(frozen=True)
@@ -54,14 +58,17 @@ def _unpadded(text: str) -> str:
 
 
 def opt_verdict(
-    words: OptWords, intents: Intents | None, body: str | None, button_payload: str | None
+    words: OptWords, index: TriggerIndex | None, body: str | None, button_payload: str | None
 ) -> OptVerdict:
-    """The opt words and the opt-out button first; then, for a typed message, what it says in
-    other words ("stop sending me these": opt_out; "why do you keep messaging me":
-    opt_out_prompt; "send me offers again": opt_in)."""
+    """The opt words and the opt-out button first; then what the message says in other words
+    ("stop sending me these": opt_out; "why do you keep messaging me": opt_out_prompt; "send me
+    offers again": opt_in). A tapped button is judged by its text unless a trigger handles it
+    (a "Stop promotions" button with a payload of its own still opts out)."""
     said = words.classify(body, button_payload)
     if said is not None:
-        return OptVerdict(said, 100.0, body)
-    if button_payload or not body or intents is None:
+        return OptVerdict(said, 100.0, body, by_word=True)
+    if not body or index is None or index.intents is None:
         return OptVerdict(None)
-    return intents.opt_verdict(body)
+    if button_payload and index.buttons.get(button_payload.strip().lower()):
+        return OptVerdict(None)
+    return index.intents.opt_verdict(body)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import timedelta
 from functools import cache
 
 from flask import Blueprint, abort, request
@@ -14,15 +13,13 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from chatman import inbox
-from chatman.config import Settings
 from chatman.errors import Invalid
 from chatman.extensions import redis_client, request_session, settings
 from chatman.jobs import enqueue_rules, enqueue_sends, enqueue_status_drain
 from chatman.messaging.twilio_events import parse_inbound, parse_status
 from chatman.rules.engine import messages_with_rules
 from chatman.triggers.crud import trigger_index
-from chatman.triggers.inbound import InboundPolicy, handle_inbound
-from chatman.triggers.optout import OptWords
+from chatman.triggers.inbound import handle_inbound, inbound_policy
 
 EMPTY_TWIML = str(MessagingResponse())  # "do nothing": our answers go out through the API
 # Twilio's largest form (an inbound message with ten media) is a few KB.
@@ -99,7 +96,7 @@ def inbound():
         abort(400, error.message)
     session = request_session()
     try:
-        handled = handle_inbound(session, event, _policy(settings()), trigger_index(session))
+        handled = handle_inbound(session, event, inbound_policy(settings()), trigger_index(session))
     except Invalid as error:  # e.g. a From that is no phone number
         log.warning("inbound %s refused: %s", event.provider_sid, error.message)
         abort(400, error.message)
@@ -109,14 +106,3 @@ def inbound():
         if handled.reply_to is not None:  # replied, or tapped a button: its campaign's rules look
             enqueue_rules(redis_client(), messages_with_rules(session, ids=[handled.reply_to]))
     return EMPTY_TWIML, 200, {"Content-Type": "text/xml"}
-
-
-@cache
-def _policy(config: Settings) -> InboundPolicy:
-    return InboundPolicy(
-        words=OptWords.of(config.opt_out_keywords, config.opt_in_keywords, config.opt_out_payload),
-        opt_out_confirmation=config.opt_out_confirmation,
-        opt_in_confirmation=config.opt_in_confirmation,
-        opt_out_prompt=config.opt_out_prompt,
-        reply_window=timedelta(hours=config.reply_window_h),
-    )

@@ -28,7 +28,7 @@ HELD_OUT_FLOOR = 0.72
 
 
 def route(index, text: str) -> str:
-    verdict = opt_verdict(WORDS, index.intents, text, None)
+    verdict = opt_verdict(WORDS, index, text, None)
     if verdict.kind is not None:
         return verdict.kind
     found = index.candidates(text)
@@ -188,3 +188,17 @@ def test_thanks_that_name_a_keyword_start_nothing_and_a_request_still_does():
     assert index.candidates("your delivery agent was very polite") == []
     assert [c.trigger.id for c in index.candidates("I want a refund")] == [1]
     assert [c.trigger.id for c in index.candidates("Agent pls")] == [2]
+
+
+def test_example_phrases_are_a_list_and_each_needs_words(session):
+    from chatman.errors import Invalid
+
+    base = {"name": "where", "action": "reply", "reply_body": "On its way"}
+    for examples, field in (
+        ("where is my order", "examples"),
+        (["where is my order", "🙂🙂"], "examples[1]"),
+    ):
+        with pytest.raises(Invalid) as refused:
+            save_trigger(session, base | {"examples": examples})
+        assert field in refused.value.errors
+    assert save_trigger(session, base | {"examples": ["where is my order"]}).match_type == "examples"
