@@ -50,6 +50,7 @@ OPT_LABELS = {
     "opt_out": "Opt-out: the contact would be opted out (DND) and sent the confirmation",
     "opt_out_prompt": "Reads like an opt-out: the contact would be asked to reply STOP",
     "opt_in": "Opt-in: a contact who opted out would be subscribed again",
+    "opt_in_prompt": "Reads like an opt-in: a contact who opted out would be asked to reply START",
 }
 ACTION_LABELS = {"reply": "Reply", "enroll": "Start a campaign", "flow": "Start a flow"}
 ON_TRIGGER_LABELS = {
@@ -183,7 +184,9 @@ def _match(session, text: str | None, button_payload: str | None) -> dict[str, A
         "score": round(winner.score, 1) if winner else None,
         "opt": {
             "kind": opt.kind,
-            "label": OPT_LABELS.get(opt.kind) if opt.kind else None,
+            "label": OPT_LABELS.get(opt.kind if opt.by_word or opt.kind != "opt_in" else "opt_in_prompt")
+            if opt.kind
+            else None,
             "score": round(opt.score, 1),
             "phrase": opt.phrase,
         },

@@ -124,6 +124,12 @@ class OptSchema(ma.Schema):
             "STOP), opt_in, or null; on opt_out and opt_out_prompt no trigger answers"
         },
     )
+    by_word = fields.Boolean(
+        metadata={
+            "description": "an opt word or the opt-out button; false: by resemblance, and an opt-in "
+            "by resemblance only asks the contact to reply START"
+        }
+    )
     score = fields.Float(metadata={"description": "0-100; 100 for an opt-out word or button"})
     phrase = fields.Text(
         allow_none=True, metadata={"description": "the opt word or phrase it came closest to"}
@@ -249,7 +255,12 @@ class Match(MethodView):
             "phrase": winner.phrase if winner else None,
             "clause": winner.clause if winner else None,
             "score": round(winner.score, 1) if winner else None,
-            "opt": {"kind": match.opt.kind, "score": round(match.opt.score, 1), "phrase": match.opt.phrase},
+            "opt": {
+                "kind": match.opt.kind,
+                "score": round(match.opt.score, 1),
+                "phrase": match.opt.phrase,
+                "by_word": match.opt.by_word,
+            },
             "candidates": [
                 {
                     "trigger_id": c.trigger.id,

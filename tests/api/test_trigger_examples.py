@@ -145,7 +145,10 @@ def test_an_opt_out_in_other_words_is_judged_before_any_trigger(client, auth):
     assert found["trigger_id"] is None and found["fallback"] is False and found["candidates"] == []
     assert found["stage"] is None
     word = match(client, auth, "STOP")
-    assert word["opt"] == {"kind": "opt_out", "score": 100.0, "phrase": "STOP"} and word["trigger_id"] is None
+    assert (
+        word["opt"] == {"kind": "opt_out", "score": 100.0, "phrase": "STOP", "by_word": True}
+        and word["trigger_id"] is None
+    )
     assert match(client, auth, "where is my order")["opt"]["kind"] is None
 
 
