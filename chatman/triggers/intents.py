@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chatman.messaging.normalise import normalise
-from chatman.triggers import builtin_phrases
+from chatman.triggers import builtin_phrases, semantic
 from chatman.triggers.phrases import (
     Clause,
     Hit,
@@ -106,11 +106,15 @@ class Intents:
         chatter = None
         parts = clauses(text)
         if self.phrases.semantic is not None:
-            from chatman.triggers import semantic
-
             semantic.prime([text] + [c.text for c in parts])
         for clause in parts:
-            hit = self._winner(clause.text, text if len(parts) == 1 else None)
+            alone = len(parts) == 1
+            # a message of one clause was judged whole just now
+            hit = (
+                overall
+                if alone and clause.text == whole
+                else self._winner(clause.text, text if alone else None)
+            )
             if hit is None:
                 continue
             if hit.owner == CHATTER:
@@ -192,7 +196,7 @@ def _asks(text: str, words: list[str]) -> bool:
     return "?" in text or "¿" in text or words[0] in _QUESTION_WORDS
 
 
-def build_intents(triggers: list[TriggerSpec], semantic: bool = False) -> Intents:
+def build_intents(triggers: list[TriggerSpec], with_model: bool = False) -> Intents:
     items: list[tuple[object, str]] = [(CHATTER, p) for p in builtin_phrases.CHATTER]
     thresholds: dict[int, float] = {}
     priorities: dict[int, int] = {}
@@ -216,9 +220,7 @@ def build_intents(triggers: list[TriggerSpec], semantic: bool = False) -> Intent
         priorities,
         greetings,
     )
-    if semantic:
-        from chatman.triggers import semantic as model
-
+    if with_model:
         # Not for opting out: the model finds "start sending" and "stop sending" alike.
-        intents.phrases.semantic = model.Embeddings(intents.phrases.phrases)
+        intents.phrases.semantic = semantic.Embeddings(intents.phrases.phrases)
     return intents

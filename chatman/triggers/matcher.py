@@ -15,6 +15,7 @@ then the most specific match type, then the fuzzy score.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -106,6 +107,7 @@ class TriggerIndex:
     intents: Intents | None = None
     by_id: dict[int, TriggerSpec] = field(default_factory=dict)
     _chatty: dict[int, bool] = field(default_factory=dict)  # whose patterns are chatter themselves
+    _near: dict[int, list[str]] = field(default_factory=dict)  # vocabulary by the lengths it can match
 
     def candidates(
         self, text: str | None, button_payload: str | None = None, complete: bool = False
@@ -181,6 +183,16 @@ class TriggerIndex:
             add([self.regex_triggers[i] for i in self.regexes.Match(raw) or ()])
         return sorted(found.values(), key=lambda c: c.rank, reverse=True)
 
+    def _vocabulary_near(self, length: int) -> list[str]:
+        """The vocabulary's words whose length lets them reach `WORD_SIMILARITY` with a word of
+        `length` letters: rapidfuzz's ratio is at most 2 * shorter / (sum of both lengths)."""
+        near = self._near.get(length)
+        if near is None:
+            share = WORD_SIMILARITY / 100
+            low, high = math.floor(length * share / (2 - share)), math.ceil(length * (2 - share) / share)
+            near = self._near[length] = [w for w in self.fuzzy_vocabulary if low <= len(w) <= high]
+        return near
+
     def _fuzzy_scores(self, tokens: list[str]) -> dict[int, float]:
         """How much of each fuzzy phrase the message says, 0-100: each of the phrase's words
         counts by its length times its best rapidfuzz similarity to a word of the message.
@@ -189,7 +201,8 @@ class TriggerIndex:
 
         Only phrases that share a (similar) word with the message are visited: a word the
         phrases use is looked up, any other (a typo, a word no phrase has) is compared with
-        the whole vocabulary in one rapidfuzz scan.
+        the vocabulary's words of a length that could reach `WORD_SIMILARITY`, in one rapidfuzz
+        scan.
         """
         best: dict[str, float] = {}
         for word in set(_content_words(tokens)):
@@ -197,7 +210,11 @@ class TriggerIndex:
                 best[word] = 100.0
                 continue
             for similar, score, _ in process.extract(
-                word, self.fuzzy_vocabulary, scorer=fuzz.ratio, score_cutoff=WORD_SIMILARITY, limit=None
+                word,
+                self._vocabulary_near(len(word)),
+                scorer=fuzz.ratio,
+                score_cutoff=WORD_SIMILARITY,
+                limit=None,
             ):
                 if score > best.get(similar, 0):
                     best[similar] = score

@@ -1,9 +1,10 @@
 """Example phrases: how close a message comes to the ways a marketer said customers ask.
 
-Every phrase becomes a vector of its character n-grams (3 and 4 letters, across word
-boundaries), weighted by TF-IDF over all phrases of the index; a message is compared with
-the cosine, so "mera order kab aayega" meets "order kab aayega" and "wher is my oder" still
-shares most of "where is my order". Plain Python: no dependency, no model.
+Every phrase becomes a vector of its character n-grams (2 to 4 letters, across word
+boundaries, filler words set aside), weighted by TF-IDF over all phrases of the index; a
+message scores by the cosine and by how much of the phrase it says, so "mera order kab
+aayega" meets "order kab aayega" and "wher is my oder" still shares most of "where is my
+order". Plain Python: no dependency, no model.
 
 A message is matched clause by clause (`clauses`): "I don't want to cancel, just tell me where
 it is" is two requests, and the one after "just" is what the customer wants.
@@ -57,7 +58,7 @@ JOINERS = word_set("and also then or plus aur phir y tambien o")
 # A clause after these is what the customer wants instead ("not X, just Y").
 CONTRASTS = word_set("but just only actually instead rather lekin magar bas sirf pero sino solo")
 NEGATIONS = word_set(
-    "not no never dont cant wont doesnt didnt isnt arent havent hasnt dont nahi nahin na mat nunca ni"
+    "not no never dont cant wont doesnt didnt isnt arent havent hasnt nahi nahin na mat nunca ni"
     " nope नहीं नही मत ना"
 )
 # A message's opening greeting is a clause of its own, with the way the customer addresses us.
@@ -93,10 +94,6 @@ class Clause:
     text: str  # normalised
     position: int
     after_contrast: bool
-
-    @property
-    def negated(self) -> bool:
-        return negated(self.text)
 
 
 def negated(norm: str) -> bool:
@@ -172,10 +169,9 @@ class PhraseIndex:
     phrases: list[str] = field(default_factory=list)
     negated: list[bool] = field(default_factory=list)
     vectors: list[dict[str, float]] = field(default_factory=list)
-    postings: dict[str, list[int]] = field(default_factory=dict)
+    postings: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # (phrase, weight)
     idf: dict[str, float] = field(default_factory=dict)
     unseen_idf: float = 1.0
-    common: int = 0  # n-grams in more phrases than this only add to candidates' scores
     # The share of the score that is how much of the phrase the text says (the rest is the
     # cosine): a long clause that says a short phrase whole still scores.
     coverage: float = 0.7
@@ -190,27 +186,31 @@ class PhraseIndex:
         query = self._vector(grams(norm))
         if not query:
             return {}
-        rare, frequent = [], []
+        rare, frequent = [], {}
         for gram, weight in query.items():
-            ids = self.postings.get(gram)
-            if ids is not None:
-                (frequent if len(ids) > self.common else rare).append((gram, weight, ids))
-        vectors = self.vectors
+            postings = self.postings.get(gram)
+            if postings is not None:
+                if len(postings) > COMMON:
+                    frequent[gram] = weight
+                else:
+                    rare.append((weight, postings))
         found: dict[int, float] = defaultdict(float)
         covered: dict[int, float] = defaultdict(float)  # how much of the phrase the text says
-        for gram, weight, ids in rare:
-            for i in ids:
-                w = vectors[i][gram]
+        for weight, postings in rare:
+            for i, w in postings:
                 found[i] += weight * w
                 covered[i] += w * w
         if len(found) > CANDIDATES:
             keep = heapq.nlargest(CANDIDATES, found, key=found.__getitem__)
             found = {i: found[i] for i in keep}
-        for gram, weight, _ in frequent:
+        if frequent:
             for i in found:
-                w = vectors[i].get(gram)
-                if w is not None:
-                    found[i] += weight * w
+                vector = self.vectors[i]
+                # the smaller side is walked: a phrase has tens of n-grams, a long message hundreds
+                shared = vector.keys() & frequent.keys()
+                for gram in shared:
+                    w = vector[gram]
+                    found[i] += frequent[gram] * w
                     covered[i] += w * w
         mix = self.coverage
         return {i: 100.0 * ((1 - mix) * score + mix * covered[i]) for i, score in found.items()}
@@ -232,15 +232,10 @@ class PhraseIndex:
                 best[owner] = Hit(owner, score, self.phrases[i])
         return sorted(best.values(), key=lambda h: h.score, reverse=True)
 
-    def _vector(self, counts: Counter[str], known_only: bool = False) -> dict[str, float]:
+    def _vector(self, counts: Counter[str]) -> dict[str, float]:
         weights = {}
         for gram, n in counts.items():
-            idf = self.idf.get(gram)
-            if idf is None:
-                if known_only:
-                    continue
-                idf = self.unseen_idf
-            weights[gram] = (1.0 + math.log(n)) * idf
+            weights[gram] = (1.0 + math.log(n)) * self.idf.get(gram, self.unseen_idf)
         norm = math.sqrt(sum(w * w for w in weights.values()))
         return {g: w / norm for g, w in weights.items()} if norm else {}
 
@@ -271,12 +266,11 @@ def build_phrases(items: Iterable[tuple[Hashable, str]], coverage: float = 0.7) 
     total = len(counted)
     index.idf = {g: math.log((1 + total) / (1 + df)) + 1.0 for g, df in frequency.items()}
     index.unseen_idf = math.log(1 + total) + 1.0
-    index.common = COMMON
-    postings: dict[str, list[int]] = defaultdict(list)
+    postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for i, counts in enumerate(counted):
         vector = index._vector(counts)
         index.vectors.append(vector)
-        for gram in vector:
-            postings[gram].append(i)
+        for gram, weight in vector.items():
+            postings[gram].append((i, weight))
     index.postings = dict(postings)
     return index
